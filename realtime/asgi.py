@@ -1,0 +1,24 @@
+"""ASGI entry point: ``daphne realtime.asgi:application``."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realtime.settings")
+# Load Django (apps, models) before anything imports the consumers.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from routing import websocket_urlpatterns  # noqa: E402
+from taskstore.asgi import BindPublisherLoop  # noqa: E402
+
+application = BindPublisherLoop(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        }
+    )
+)

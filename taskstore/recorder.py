@@ -1,0 +1,234 @@
+"""The recorder: the single write path for task state.
+
+Every source of a transition (the publish signal, worker signals, the result backend, admin
+actions) builds a :class:`Transition` and calls :func:`record`. Each call is one conditional
+upsert of the task row plus an event row, in one transaction; after the commit the new document
+is handed to the publisher. The upsert's ``WHERE`` compares lifecycle positions
+(:mod:`taskstore.states`), so concurrent writers in different processes can neither move a task
+backwards nor skip or repeat a version, and a duplicate transition records nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from taskstore import addressing, conf, states
+from taskstore.documents import for_push, task_document
+from taskstore.groups import group_document, touch_group
+from taskstore.models import TaskEvent, TaskRecord
+from taskstore.publisher import publisher
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_TASK = "taskstore.task"
+MESSAGE_GROUP = "taskstore.group"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One state change of one task, as a source observed it."""
+
+    task_id: str
+    state: str
+    attempt: int = 0
+    task_name: str = ""
+    result: Any = None
+    progress: Any = None
+    error: dict[str, Any] | None = None
+    traceback: str = ""
+    args: Any = None
+    kwargs: Any = None
+    owner_id: int | None = None
+    group_id: str | None = None
+    parent_id: str | None = None
+    worker: str | None = None
+
+
+class RecordingError(DatabaseError):
+    """The database kept failing and a transition could not be recorded."""
+
+
+def record(transition: Transition) -> dict[str, Any] | None:
+    """Record ``transition``; return the new task document, or None when it was refused.
+
+    A refused transition (a duplicate, or one that would go back in the lifecycle) records
+    nothing and publishes nothing. Database errors are retried on a fresh connection, longest
+    for terminal states, unless the caller holds its own transaction (which cannot be retried).
+    """
+    transition = _ensure_encodable(transition)
+    budget = conf.get("TASKSTORE_WRITE_RETRY_SECONDS")
+    if transition.state not in states.TERMINAL_STATES:
+        budget = min(budget, 5.0)
+    deadline = time.monotonic() + budget
+    delay = 0.05
+    while True:
+        try:
+            return _record_once(transition)
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or time.monotonic() >= deadline:
+                raise
+            # A long-lived worker's connection goes stale (server restart, idle timeout): drop
+            # it so the next try opens a fresh one.
+            logger.warning(
+                "Recording %s for task %s failed (%s); retrying on a fresh connection",
+                transition.state,
+                transition.task_id,
+                exc,
+            )
+            connection.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def _ensure_encodable(transition: Transition) -> Transition:
+    """Turn a result that JSON cannot encode into a FAILURE that says so."""
+    for name in ("args", "kwargs"):
+        value = getattr(transition, name)
+        if value is not None and not _encodes(value):
+            transition = replace(transition, **{name: repr(value)})
+    if transition.progress is not None and not _encodes(transition.progress):
+        transition = replace(transition, progress={"unencodable": repr(transition.progress)[:1000]})
+    if transition.result is not None and not _encodes(transition.result):
+        kind = type(transition.result).__name__
+        return replace(
+            transition,
+            state=states.FAILURE,
+            result=None,
+            error={
+                "type": "EncodeError",
+                "message": f"The task returned a {kind}, which JSON cannot encode.",
+            },
+        )
+    return transition
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _transition_key(transition: Transition) -> str:
+    if not states.is_custom(transition.state):
+        return ""
+    payload = json.dumps([transition.state, transition.progress], sort_keys=True)
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def _record_once(transition: Transition) -> dict[str, Any] | None:
+    with transaction.atomic():
+        record = _upsert(transition)
+        if record is None:
+            return None
+        document = task_document(record)
+        TaskEvent.objects.create(
+            task_id=record.task_id,
+            version=record.version,
+            state=record.state,
+            document=document,
+            created=record.date_updated,
+        )
+        messages = _messages(document)
+        if record.group_id:
+            group = touch_group(record.group_id, owner_id=record.owner_id)
+            messages.append(
+                (
+                    addressing.group_group(record.group_id),
+                    {"type": MESSAGE_GROUP, "document": group_document(group)},
+                )
+            )
+        transaction.on_commit(partial(publisher.publish, messages), robust=True)
+    return document
+
+
+def _messages(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    message = {"type": MESSAGE_TASK, "document": for_push(document)}
+    targets = [addressing.task_group(document["task_id"]), addressing.FEED_STAFF]
+    if document.get("owner_id") is not None:
+        targets.append(addressing.feed_user(document["owner_id"]))
+    return [(target, message) for target in targets]
+
+
+_UPSERT = """
+INSERT INTO {table} AS t ({columns}) VALUES ({placeholders})
+ON CONFLICT (task_id) DO UPDATE SET
+    task_name = CASE WHEN excluded.task_name <> '' THEN excluded.task_name ELSE t.task_name END,
+    state = excluded.state,
+    version = t.version + 1,
+    position = excluded.position,
+    transition_key = excluded.transition_key,
+    retries = CASE WHEN excluded.retries > t.retries THEN excluded.retries ELSE t.retries END,
+    result = excluded.result,
+    progress = COALESCE(excluded.progress, t.progress),
+    error = excluded.error,
+    traceback = excluded.traceback,
+    args = COALESCE(t.args, excluded.args),
+    kwargs = COALESCE(t.kwargs, excluded.kwargs),
+    owner_id = COALESCE(t.owner_id, excluded.owner_id),
+    group_id = COALESCE(t.group_id, excluded.group_id),
+    parent_id = COALESCE(t.parent_id, excluded.parent_id),
+    worker = COALESCE(excluded.worker, t.worker),
+    date_started = COALESCE(excluded.date_started, t.date_started),
+    date_done = excluded.date_done,
+    date_updated = excluded.date_updated
+WHERE t.position < excluded.position
+   OR (t.position = excluded.position AND excluded.transition_key <> ''
+       AND t.transition_key <> excluded.transition_key)
+RETURNING {returning}
+"""
+
+_COLUMNS = (
+    "task_id", "task_name", "state", "version", "position", "transition_key", "retries",
+    "result", "progress", "error", "traceback", "args", "kwargs", "owner_id", "group_id",
+    "parent_id", "worker", "date_created", "date_started", "date_done", "date_updated",
+)  # fmt: skip
+
+
+def _upsert(transition: Transition) -> TaskRecord | None:
+    """Write the transition if it moves the task forward; return the row as written."""
+    now = timezone.now()
+    state = transition.state
+    values = {
+        "task_id": transition.task_id,
+        "task_name": transition.task_name or "",
+        "state": state,
+        "version": 1,
+        "position": states.position(state, transition.attempt),
+        "transition_key": _transition_key(transition),
+        "retries": transition.attempt,
+        "result": transition.result if state == states.SUCCESS else None,
+        "progress": transition.progress if states.is_custom(state) else None,
+        "error": transition.error,
+        "traceback": transition.traceback or "",
+        "args": transition.args,
+        "kwargs": transition.kwargs,
+        "owner_id": transition.owner_id,
+        "group_id": transition.group_id or None,
+        "parent_id": transition.parent_id or None,
+        "worker": transition.worker or None,
+        "date_created": now,
+        "date_started": now if state == states.STARTED else None,
+        "date_done": now if state in states.TERMINAL_STATES else None,
+        "date_updated": now,
+    }
+    fields = {f.column: f for f in TaskRecord._meta.concrete_fields}
+    params = [fields[c].get_db_prep_save(values[c], connection) for c in _COLUMNS]
+    sql = _UPSERT.format(
+        table=connection.ops.quote_name(TaskRecord._meta.db_table),
+        columns=", ".join(_COLUMNS),
+        placeholders=", ".join(["%s"] * len(_COLUMNS)),
+        returning=", ".join(_COLUMNS),
+    )
+    rows = list(TaskRecord.objects.raw(sql, params))
+    return rows[0] if rows else None

@@ -1,0 +1,67 @@
+"""Shared fixtures: real services, the test database for child processes, a real worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests import services
+from tests.support.processes import ManagedProcess, celery_worker, child_env
+
+_PROBLEMS = {
+    "postgres": services.postgres_problem,
+    "redis": services.redis_problem,
+}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked postgres/redis skip when the service is away, and fail under CI=true."""
+    for marker, problem in _PROBLEMS.items():
+        if item.get_closest_marker(marker) is None:
+            continue
+        reason = problem()
+        if reason is None:
+            continue
+        if services.IN_CI:
+            pytest.fail(f"CI=true and a required service is missing: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis, flushed once at the start of the session."""
+    if services.redis_problem():
+        pytest.skip(services.redis_problem())
+    redis.Redis.from_url(services.REDIS_URL).flushdb()
+    return services.REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup: None, django_db_blocker: object) -> str:
+    """A DATABASE_URL that points child processes at this session's test database."""
+    from django.db import connection
+
+    settings = connection.settings_dict
+    if settings["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("child processes need the PostgreSQL test database")
+    user = settings.get("USER") or "postgres"
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def service_env(test_database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment for service processes (worker, daphne) on the test database and Redis."""
+    return child_env(test_database_url, redis_url)
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str]) -> Iterator[ManagedProcess]:
+    """A real prefork ``celery -A realtime worker`` with two children, for the whole session."""
+    proc = celery_worker(service_env, 2)
+    yield proc
+    proc.stop()

@@ -1,0 +1,44 @@
+"""Test settings: the project's settings on the test services (see tests/services.py)."""
+
+import os
+
+from tests import services
+
+os.environ["DJANGO_SECRET_KEY"] = services.SECRET_KEY
+os.environ.pop("DATABASE_URL", None)
+os.environ.pop("REDIS_URL", None)
+
+import dj_database_url
+
+from realtime.settings import *  # noqa: F403
+
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+TASKSTORE_ANONYMOUS_SUBMIT = False
+
+if services.postgres_problem() is None:
+    DATABASES = {"default": dj_database_url.parse(services.DATABASE_URL)}
+    DATABASES["default"]["TEST"] = {"NAME": "test_taskstore"}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "tests.sqlite3",  # noqa: F405
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
+            "TEST": {"NAME": str(VAR_DIR / "test-tests.sqlite3")},  # noqa: F405
+        }
+    }
+
+if services.redis_problem() is None:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [services.REDIS_URL]},
+        }
+    }
+    CELERY_BROKER_URL = services.REDIS_URL
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CELERY_BROKER_URL = "memory://"
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
