@@ -18,7 +18,8 @@ TASKSTORE_ANONYMOUS_SUBMIT = False
 
 if services.postgres_problem() is None:
     DATABASES = {"default": dj_database_url.parse(services.DATABASE_URL)}
-    DATABASES["default"]["TEST"] = {"NAME": "test_taskstore"}
+    # TASKSTORE_TEST_DB lets two suites run side by side on one server.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TASKSTORE_TEST_DB", "test_taskstore")}
 else:
     DATABASES = {
         "default": {

@@ -1,0 +1,3 @@
+"""The demo page and the staff dashboard."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""REST API URLs (mounted under /api/)."""
+
+urlpatterns: list = []
