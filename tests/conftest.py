@@ -13,11 +13,12 @@ from tests.support.processes import ManagedProcess, celery_worker, child_env
 _PROBLEMS = {
     "postgres": services.postgres_problem,
     "redis": services.redis_problem,
+    "browser": services.browser_problem,
 }
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Tests marked postgres/redis skip when the service is away, and fail under CI=true."""
+    """Tests marked postgres/redis/browser skip when the service is away, and fail under CI=true."""
     for marker, problem in _PROBLEMS.items():
         if item.get_closest_marker(marker) is None:
             continue

@@ -44,3 +44,18 @@ def redis_problem() -> str | None:
     if not _reachable(host, port):
         return f"Redis is not reachable at {host}:{port} (REDIS_URL)"
     return None
+
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
+
+
+@functools.cache
+def browser_problem() -> str | None:
+    """None when Chromium and Playwright are there, else why not."""
+    if not os.path.exists(CHROMIUM):
+        return f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is not installed"
+    return None
