@@ -138,7 +138,7 @@ def celery_worker(env: dict[str, str], concurrency: int = 2, *extra: str) -> Man
     args = [
         str(VENV_BIN / "celery"), "-A", "realtime", "worker", "--pool=prefork",
         f"--concurrency={concurrency}", "--loglevel=INFO", "--without-mingle", "--without-gossip",
-        "--prefetch-multiplier=1", *extra,
+        "--prefetch-multiplier=1", "--include=tests.support.worker_tasks", *extra,
     ]  # fmt: skip
     return ManagedProcess("celery-worker", args, env).start(ready=r"celery@\S+ ready\.")
 

@@ -1,0 +1,126 @@
+"""The recorder: one conditional write per transition, published only after the commit."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+from django.db import transaction
+
+from taskstore.models import TaskEvent, TaskRecord
+from taskstore.publisher import publisher
+from taskstore.recorder import Transition, record
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _tid() -> str:
+    return f"t-{uuid4()}"
+
+
+def _states(task_id: str) -> list[tuple[int, str]]:
+    return list(TaskEvent.objects.filter(task_id=task_id).order_by("version").values_list("version", "state"))
+
+
+def test_versions_count_up_from_one() -> None:
+    task_id = _tid()
+    for state in ["PENDING", "RECEIVED", "STARTED", "SUCCESS"]:
+        record(Transition(task_id=task_id, state=state, result=5 if state == "SUCCESS" else None))
+    assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED"), (4, "SUCCESS")]
+    row = TaskRecord.objects.get(task_id=task_id)
+    assert (row.state, row.version, row.result) == ("SUCCESS", 4, 5)
+
+
+@pytest.mark.parametrize(
+    ("first", "late"),
+    [
+        (["STARTED", "PROGRESS"], "STARTED"),
+        (["STARTED"], "RECEIVED"),
+        (["RECEIVED"], "PENDING"),
+        (["SUCCESS"], "STARTED"),
+        (["SUCCESS"], "FAILURE"),
+        (["FAILURE"], "PROGRESS"),
+        (["REVOKED"], "SUCCESS"),
+    ],
+)
+def test_a_transition_back_in_the_lifecycle_is_refused(first: list[str], late: str) -> None:
+    task_id = _tid()
+    for state in first:
+        assert record(Transition(task_id=task_id, state=state, progress={"n": 1})) is not None
+    before = publisher.published
+    assert record(Transition(task_id=task_id, state=late, progress={"n": 2})) is None
+    assert [s for _, s in _states(task_id)] == first
+    assert publisher.published == before
+
+
+def test_the_same_transition_twice_is_recorded_once() -> None:
+    task_id = _tid()
+    assert record(Transition(task_id=task_id, state="STARTED")) is not None
+    assert record(Transition(task_id=task_id, state="STARTED")) is None
+    assert record(Transition(task_id=task_id, state="PROGRESS", progress={"current": 1})) is not None
+    assert record(Transition(task_id=task_id, state="PROGRESS", progress={"current": 1})) is None
+    assert record(Transition(task_id=task_id, state="PROGRESS", progress={"current": 2})) is not None
+    assert [s for _, s in _states(task_id)] == ["STARTED", "PROGRESS", "PROGRESS"]
+
+
+def test_a_retry_opens_a_new_attempt() -> None:
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="STARTED", attempt=0))
+    record(Transition(task_id=task_id, state="RETRY", attempt=1, error={"type": "E", "message": "m"}))
+    # A late RETRY of the same attempt and a late STARTED of the old attempt are refused.
+    assert record(Transition(task_id=task_id, state="RETRY", attempt=1)) is None
+    assert record(Transition(task_id=task_id, state="STARTED", attempt=0)) is None
+    assert record(Transition(task_id=task_id, state="STARTED", attempt=1)) is not None
+    row = TaskRecord.objects.get(task_id=task_id)
+    assert (row.state, row.retries, row.error) == ("STARTED", 1, None)
+
+
+def test_a_rolled_back_write_publishes_nothing() -> None:
+    task_id = _tid()
+    before = publisher.published
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert record(Transition(task_id=task_id, state="PENDING")) is not None
+        raise RuntimeError("roll back")
+    assert not TaskRecord.objects.filter(task_id=task_id).exists()
+    assert publisher.published == before
+
+
+def test_publishing_waits_for_the_outer_commit() -> None:
+    task_id = _tid()
+    before = publisher.published
+    with transaction.atomic():
+        record(Transition(task_id=task_id, state="PENDING"))
+        assert publisher.published == before
+    assert publisher.published == before + 1
+
+
+def test_unencodable_result_becomes_a_failure() -> None:
+    task_id = _tid()
+    doc = record(Transition(task_id=task_id, state="SUCCESS", result={1, 2}))
+    assert doc is not None
+    assert doc["state"] == "FAILURE"
+    assert doc["error"]["type"] == "EncodeError"
+
+
+def test_progress_is_kept_after_success() -> None:
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="PROGRESS", progress={"current": 3, "total": 3}))
+    doc = record(Transition(task_id=task_id, state="SUCCESS", result=3))
+    assert doc is not None
+    assert doc["progress"] == {"current": 3, "total": 3}
+
+
+def test_group_members_bump_the_group_version() -> None:
+    group_id = f"g-{uuid4()}"
+    for n in range(3):
+        record(Transition(task_id=f"{group_id}-{n}", state="PENDING", group_id=group_id))
+    from taskstore.groups import group_document
+    from taskstore.models import GroupRecord
+
+    group = GroupRecord.objects.get(group_id=group_id)
+    doc = group_document(group)
+    assert (doc["version"], doc["total"], doc["counts"], doc["state"]) == (3, 3, {"PENDING": 3}, "PENDING")
+    for n in range(3):
+        record(Transition(task_id=f"{group_id}-{n}", state="SUCCESS", result=n))
+    doc = group_document(GroupRecord.objects.get(group_id=group_id))
+    assert (doc["version"], doc["completed"], doc["state"], doc["results"]) == (6, 3, "SUCCESS", [0, 1, 2])
