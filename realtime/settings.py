@@ -118,7 +118,7 @@ else:
 CELERY_BROKER_URL = (
     env_url("CELERY_BROKER_URL", ("redis", "rediss", "amqp", "amqps", "pyamqp", "memory"))
     or REDIS_URL
-    or "memory://"
+    or "memory://localhost/"
 )
 CELERY_RESULT_BACKEND = "taskstore.backend:DatabaseBackend"
 # JSON only: no pickle on the wire or in the result store.
