@@ -91,10 +91,10 @@ def record(transition: Transition) -> dict[str, Any] | None:
 
 def _ensure_encodable(transition: Transition) -> Transition:
     """Turn a result that JSON cannot encode into a FAILURE that says so."""
-    for name in ("args", "kwargs"):
-        value = getattr(transition, name)
-        if value is not None and not _encodes(value):
-            transition = replace(transition, **{name: repr(value)})
+    if transition.args is not None and not _encodes(transition.args):
+        transition = replace(transition, args=repr(transition.args))
+    if transition.kwargs is not None and not _encodes(transition.kwargs):
+        transition = replace(transition, kwargs=repr(transition.kwargs))
     if transition.progress is not None and not _encodes(transition.progress):
         transition = replace(transition, progress={"unencodable": repr(transition.progress)[:1000]})
     if transition.result is not None and not _encodes(transition.result):
