@@ -1,1 +1,1 @@
-"""The WebSocket consumers."""
+"""The WebSocket consumers: `/ws/tasks/` (tasks.py) and `/ws/feed/` (feed.py)."""

@@ -1,0 +1,87 @@
+"""``/ws/feed/``: every transition of every task the user may see (staff: all; others: their own)."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from consumers import codes
+from consumers.base import LiveConsumer
+from consumers.delivery import TaskStream
+from taskstore import addressing
+from taskstore.permissions import may_see_owned
+
+logger = logging.getLogger(__name__)
+
+# Tasks a feed remembers versions of; beyond this the oldest are forgotten (a forgotten task's
+# next update is sent as it comes, with no gap check).
+MAX_TRACKED_TASKS = 1000
+
+
+class FeedConsumer(LiveConsumer):
+    """Pushes the feed of a logged-in user; anonymous sockets are accepted and closed with 4401."""
+
+    frame_types = frozenset({"ping"})
+
+    async def opened(self) -> bool:
+        """Join the user's feed (or the staff feed), or close an anonymous socket."""
+        self.streams: OrderedDict[str, TaskStream] = OrderedDict()
+        self.feed_group: str | None = None
+        if self.viewer.anonymous:
+            await self.shut(codes.CLOSE_UNAUTHENTICATED)
+            return False
+        self.opened_at = datetime.now().astimezone()
+        self.feed_group = (
+            addressing.FEED_STAFF if self.viewer.staff else addressing.feed_user(self.viewer.user_id)
+        )
+        await self.channel_layer.group_add(self.feed_group, self.channel_name)
+        return True
+
+    def layer_groups(self) -> list[str]:
+        """The one feed group this socket is in."""
+        return [self.feed_group] if self.feed_group else []
+
+    async def taskstore_task(self, message: dict[str, Any]) -> None:
+        """A recorded transition of a task in this feed."""
+        document = message["document"]
+        if not may_see_owned(self.viewer, document.get("owner_id")):
+            return
+        async with self.lock:
+            await self.deliver_task(self.stream_for(document), document)
+
+    async def taskstore_group(self, message: dict[str, Any]) -> None:
+        """Feeds carry tasks only; group documents are ignored."""
+
+    def stream_for(self, document: dict[str, Any]) -> TaskStream:
+        """The stream of the document's task, new ones starting where the feed began."""
+        task_id = document["task_id"]
+        stream = self.streams.get(task_id)
+        if stream is not None:
+            self.streams.move_to_end(task_id)
+            return stream
+        # A task created since the feed opened is shown from version 1 (earlier versions that
+        # arrive late or not at all are filled); an older one from the version that came first.
+        created = parse_time(document.get("date_created"))
+        start = 0 if created is not None and created >= self.opened_at else document["version"] - 1
+        stream = self.streams[task_id] = TaskStream(task_id, held=start, joined=False)
+        if len(self.streams) > MAX_TRACKED_TASKS:
+            self.streams.popitem(last=False)
+        return stream
+
+    async def reconcile(self) -> None:
+        """Refresh the feed's group membership and send versions the layer lost."""
+        if self.feed_group:
+            await self.channel_layer.group_add(self.feed_group, self.channel_name)
+        await self.catch_up(dict(self.streams))
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp from a document, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -1,0 +1,81 @@
+"""The consumers' database work, each a small helper run in Django's thread.
+
+Everything the consumers read goes through :mod:`taskstore.permissions` for the checks and
+through these helpers for the reading, so a handler stays a few lines of protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from taskstore import permissions
+from taskstore.groups import group_document
+from taskstore.models import GroupRecord, TaskRecord
+from taskstore.permissions import Viewer
+
+
+@dataclass
+class Opening:
+    """What a new task subscription sends first, and the version it then holds."""
+
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    version: int = 0
+
+
+@database_sync_to_async
+def open_task(viewer: Viewer, task_id: str, token: str | None, since: int | None) -> Opening | None:
+    """The first documents of a task subscription, or None when ``viewer`` may not see the task.
+
+    Without ``since``: the current document. With it: every recorded version above ``since``.
+    """
+    current = permissions.task_for(viewer, task_id, token)
+    if current is None:
+        return None
+    if since is None:
+        return Opening([current], current["version"])
+    replay = permissions.events_after(task_id, since) if current["version"] > since else []
+    if current["version"] > since and (not replay or replay[-1]["version"] < current["version"]):
+        # Event rows end below the row's version only if they were deleted; the row still counts.
+        replay.append(current)
+    return Opening(replay, max([since, *(d["version"] for d in replay)]))
+
+
+@database_sync_to_async
+def open_group(viewer: Viewer, group_id: str, token: str | None) -> dict[str, Any] | None:
+    """The group's current document, or None when ``viewer`` may not see the group."""
+    return permissions.group_for(viewer, group_id, token)
+
+
+@database_sync_to_async
+def task_events(task_id: str, after: int, upto: int) -> list[dict[str, Any]]:
+    """The recorded versions ``after`` < v <= ``upto`` of a task, ascending."""
+    return permissions.events_after(task_id, after, upto)
+
+
+@database_sync_to_async
+def newer_task_events(held: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """For tasks whose recorded version passed the one held, the versions missing, ascending.
+
+    One query for all the tasks of a connection; a second only when some are behind.
+    """
+    if not held:
+        return {}
+    rows = TaskRecord.objects.filter(task_id__in=list(held)).values_list("task_id", "version")
+    behind = {task_id: version for task_id, version in rows if version > held[task_id]}
+    if not behind:
+        return {}
+    return {
+        task_id: permissions.events_after(task_id, held[task_id], upto) for task_id, upto in behind.items()
+    }
+
+
+@database_sync_to_async
+def newer_groups(held: dict[str, int]) -> list[dict[str, Any]]:
+    """The current documents of the groups whose version passed the one held."""
+    if not held:
+        return []
+    groups = GroupRecord.objects.filter(group_id__in=list(held))
+    return [group_document(g) for g in groups if g.version > held[g.group_id]]
