@@ -44,6 +44,7 @@ class Command(BaseCommand):
             "this is a development server.\n"
             f"Open http://{options['host']}:{port}/ in a browser."
         )
+        self.stdout.flush()  # say where before the server takes over, even when piped
         try:
             call_command("runserver", f"{options['host']}:{port}", use_reloader=False, skip_checks=True)
         finally:
