@@ -1,0 +1,1 @@
+"""Helpers for the tests that talk to real daphne processes."""
