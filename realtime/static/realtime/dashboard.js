@@ -1,0 +1,216 @@
+/**
+ * The staff dashboard: counts by state, tasks finished per minute over the last hour (an SVG
+ * chart drawn here), the latest failures. The first data comes with the page; then every
+ * transition on /ws/feed/ moves the numbers. The feed has no replay, so after each (re)connect
+ * the page fetches the data again.
+ */
+import {FeedClient, TERMINAL_STATES} from "./taskclient.js";
+import {showTransport} from "./transport.js";
+
+const root = document.getElementById("dashboard");
+const STATE_ORDER = ["PENDING", "RECEIVED", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+const MINUTE = 60_000;
+const WINDOW_MINUTES = 60;
+const LATEST_FAILURES = 10;
+const SVG = "http://www.w3.org/2000/svg";
+
+/**
+ * @typedef {object} Model
+ * @property {number} taken                       when the server took the data (ms)
+ * @property {number} offset                      server clock minus this browser's, in ms
+ * @property {Map<string, number>} counts          state → tasks
+ * @property {Map<number, number>} perMinute       minute start (ms) → tasks finished
+ * @property {Array<object>} failures              newest first
+ * @property {Map<string, {state: string, version: number}>} tasks  tasks not yet ended
+ */
+
+/** @returns {Model} */
+function load(data) {
+  return {
+    taken: Date.parse(data.now),
+    offset: Date.parse(data.now) - Date.now(),
+    counts: new Map(Object.entries(data.counts)),
+    perMinute: new Map(Object.entries(data.finished_per_minute).map(([minute, n]) => [Date.parse(minute), n])),
+    failures: data.failures,
+    tasks: new Map(Object.entries(data.active).map(([id, [state, version]]) => [id, {state, version}])),
+  };
+}
+
+let model = load(JSON.parse(document.getElementById("dashboard-data").textContent));
+
+/** Django admin's `quote()` for a primary key in a URL. */
+function adminQuote(id) {
+  return id.replace(/[":/_#?;@&=+$,"[\]<>%\n\\]/g, (c) => `_${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`);
+}
+
+/** @param {import("./taskclient.js").TaskDocument} doc */
+function apply(doc) {
+  const known = model.tasks.get(doc.task_id);
+  if (known && doc.version <= known.version) return;
+  if (!known && (doc.version > 1 || Date.parse(doc.date_created) <= model.taken)) {
+    // The data already counts this task (it had ended, or was one of too many running): which
+    // count to move from is unknown, so take the data afresh.
+    resyncSoon();
+    return;
+  }
+  if (known?.state !== doc.state) {
+    if (known) model.counts.set(known.state, (model.counts.get(known.state) || 1) - 1);
+    model.counts.set(doc.state, (model.counts.get(doc.state) || 0) + 1);
+  }
+  if (TERMINAL_STATES.includes(doc.state)) {
+    model.tasks.delete(doc.task_id);
+    if (doc.date_done) {
+      const minute = Math.floor(Date.parse(doc.date_done) / MINUTE) * MINUTE;
+      model.perMinute.set(minute, (model.perMinute.get(minute) || 0) + 1);
+    }
+    if (doc.state === "FAILURE") {
+      model.failures.unshift({
+        task_id: doc.task_id,
+        task_name: doc.task_name,
+        error: doc.error,
+        date_done: doc.date_done,
+        admin_url: `/admin/taskstore/taskrecord/${adminQuote(doc.task_id)}/change/`,
+      });
+      model.failures.length = Math.min(model.failures.length, LATEST_FAILURES);
+    }
+  } else {
+    model.tasks.set(doc.task_id, {state: doc.state, version: doc.version});
+  }
+  render();
+}
+
+let resyncTimer = null;
+function resyncSoon() {
+  resyncTimer ??= setTimeout(resync, 1000);
+}
+
+async function resync() {
+  clearTimeout(resyncTimer);
+  resyncTimer = null;
+  try {
+    const response = await fetch(root.dataset.dataUrl, {credentials: "same-origin", headers: {Accept: "application/json"}});
+    if (!response.ok) throw new Error(`the server answered ${response.status}`);
+    model = load(await response.json());
+    render();
+  } catch (error) {
+    console.warn("dashboard: could not refresh", error);
+  }
+}
+
+function renderCounts() {
+  const list = document.getElementById("counts");
+  const rank = (state) => (STATE_ORDER.includes(state) ? STATE_ORDER.indexOf(state) : STATE_ORDER.length);
+  // The main states always, others while they have tasks.
+  const shown = new Set(["PENDING", "STARTED", "SUCCESS", "FAILURE"]);
+  for (const [state, n] of model.counts) if (n > 0) shown.add(state);
+  const states = [...shown].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  list.replaceChildren(
+    ...states.map((state) => {
+      const card = document.createElement("div");
+      card.className = "card";
+      card.dataset.state = state;
+      const term = document.createElement("dt");
+      term.textContent = state;
+      const count = document.createElement("dd");
+      count.dataset.count = "";
+      count.textContent = String(model.counts.get(state) || 0);
+      card.append(term, count);
+      return card;
+    }),
+  );
+}
+
+function svg(name, attributes, text) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, String(value));
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+function renderChart() {
+  const figure = document.getElementById("chart");
+  const now = Date.now() + model.offset;
+  const last = Math.floor(now / MINUTE) * MINUTE;
+  const first = last - (WINDOW_MINUTES - 1) * MINUTE;
+  for (const minute of model.perMinute.keys()) if (minute < first) model.perMinute.delete(minute);
+  const bars = Array.from({length: WINDOW_MINUTES}, (_, i) => {
+    const minute = first + i * MINUTE;
+    return {minute, n: model.perMinute.get(minute) || 0};
+  });
+  const total = bars.reduce((sum, bar) => sum + bar.n, 0);
+  const peak = Math.max(1, ...bars.map((bar) => bar.n));
+
+  const width = 640, height = 180, left = 32, bottom = 22, top = 8;
+  const plot = height - bottom - top;
+  const step = (width - left) / WINDOW_MINUTES;
+  const chart = svg("svg", {viewBox: `0 0 ${width} ${height}`, "aria-hidden": "true", focusable: "false"});
+  chart.append(
+    svg("line", {class: "axis", x1: left, y1: top + plot, x2: width, y2: top + plot}),
+    svg("text", {x: left - 6, y: top + 10, "text-anchor": "end"}, String(peak)),
+    svg("text", {x: left - 6, y: top + plot, "text-anchor": "end"}, "0"),
+    svg("text", {x: left, y: height - 6}, "60 min ago"),
+    svg("text", {x: left + (width - left) / 2, y: height - 6, "text-anchor": "middle"}, "30 min ago"),
+    svg("text", {x: width, y: height - 6, "text-anchor": "end"}, "now"),
+  );
+  bars.forEach(({minute, n}, i) => {
+    if (!n) return;
+    const h = Math.max(2, (n / peak) * plot);
+    const bar = svg("rect", {class: "bar", x: left + i * step + 1, y: top + plot - h, width: Math.max(1, step - 2), height: h, rx: 2});
+    const time = new Date(minute).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+    bar.append(svg("title", {}, `${time}: ${n} finished`));
+    chart.append(bar);
+  });
+  figure.replaceChildren(chart);
+  figure.dataset.total = String(total);
+  figure.setAttribute(
+    "aria-label",
+    total ? `${total} tasks finished in the last hour, at most ${peak} in one minute.` : "No tasks finished in the last hour.",
+  );
+}
+
+function renderFailures() {
+  const table = document.getElementById("failures");
+  document.getElementById("failures-empty").hidden = model.failures.length > 0;
+  table.hidden = model.failures.length === 0;
+  table.tBodies[0].replaceChildren(
+    ...model.failures.map((failure) => {
+      const row = document.createElement("tr");
+      row.dataset.taskId = failure.task_id;
+      const when = document.createElement("td");
+      if (failure.date_done) {
+        const time = document.createElement("time");
+        time.dateTime = failure.date_done;
+        time.textContent = new Date(failure.date_done).toLocaleString();
+        when.append(time);
+      }
+      const task = document.createElement("td");
+      const link = document.createElement("a");
+      link.href = failure.admin_url;
+      link.textContent = failure.task_name || failure.task_id;
+      link.title = failure.task_id;
+      task.append(link);
+      const error = document.createElement("td");
+      error.className = "error";
+      error.textContent = failure.error ? `${failure.error.type}: ${failure.error.message}` : "";
+      row.append(when, task, error);
+      return row;
+    }),
+  );
+}
+
+function render() {
+  renderCounts();
+  renderChart();
+  renderFailures();
+}
+
+render();
+// The window slides even when nothing happens.
+setInterval(renderChart, 30_000);
+
+const feed = new FeedClient({url: root.dataset.feedUrl, onUpdate: apply});
+showTransport(feed, document.getElementById("transport"), {4401: "Not connected: log in as staff"});
+feed.addEventListener("statechange", (event) => {
+  // Whatever happened while the socket was down (or before it first opened) is not replayed.
+  if (event.detail.state === "open") resync();
+});
