@@ -41,8 +41,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.viewer = Viewer.of(self.scope.get("user"))
         self.max_frame_bytes = int(conf.get("TASKSTORE_MAX_FRAME_BYTES"))
         self.limiter = FrameLimiter(conf.get("TASKSTORE_RATE_LIMIT"), conf.get("TASKSTORE_RATE_BURST"))
-        # Serialises sending between the handlers and the safety check, so each stream's versions
-        # leave in order.
+        # Serialises sending between the handlers and the periodic check, so each stream's
+        # versions leave in order.
         self.lock = asyncio.Lock()
         self.closing = False
         self.reconciler: asyncio.Task[None] | None = None
@@ -172,24 +172,33 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def catch_up(self, streams: dict[str, TaskStream]) -> None:
         """Send the versions the database holds beyond what each unfinished stream sent.
 
-        One query for all of them: this is how a final message the layer lost still arrives.
-        Call with ``self.lock`` held.
+        One query for all of them, made without holding the lock so live updates keep flowing;
+        only streams found behind are filled, under the lock. This is how a final message the
+        layer lost still arrives.
         """
         held = {task_id: s.held for task_id, s in streams.items() if not s.done and s.held >= 0}
-        missing = await queries.newer_task_events(held)
-        for task_id, docs in missing.items():
-            stream = streams.get(task_id)
-            if stream is None:
-                continue
-            counters["reconciled"] += len(docs)
-            logger.info("Sent %d versions of task %s found by the periodic check", len(docs), task_id)
-            for document in docs:
-                await self.send_task(stream, for_push(document))
+        recorded = await queries.task_versions(list(held))
+        behind = {task_id: version for task_id, version in recorded.items() if version > held[task_id]}
+        if not behind:
+            return
+        async with self.lock:
+            for task_id, version in behind.items():
+                stream = streams.get(task_id)
+                if stream is None or stream.done or version <= stream.held:
+                    continue  # gone, or a live update got there first
+                missing = await queries.task_events(task_id, stream.held, version)
+                counters["reconciled"] += len(missing)
+                logger.info("Sent %d versions of task %s found by the periodic check", len(missing), task_id)
+                for document in missing:
+                    await self.send_task(stream, for_push(document))
 
     # --- the safety check ------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """Re-join groups and send what the database holds beyond what was sent."""
+        """Re-join groups and send what the database holds beyond what was sent.
+
+        Runs without ``self.lock``: take it around sending only.
+        """
 
     async def _reconcile_loop(self) -> None:
         interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL"))
@@ -200,8 +209,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(delay)
             try:
-                async with self.lock:
-                    await self.reconcile()
+                await self.reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from consumers import codes, queries
@@ -137,26 +138,46 @@ class TaskConsumer(LiveConsumer):
         """Refresh group memberships, then send what the database holds beyond what was sent.
 
         channels-redis keeps memberships in Redis: a restart loses them and ``group_expiry``
-        ends them. Re-adding is idempotent. Finished tasks leave their group instead.
+        ends them. Re-adding is idempotent. Finished tasks leave their group instead. None of
+        this holds the lock, so live updates are not held up by it.
         """
-        running = [addressing.task_group(t) for t, s in self.task_streams.items() if not s.done]
-        finished = [t for t, s in self.task_streams.items() if s.done and s.joined]
-        layer = self.channel_layer
-        await asyncio.gather(
-            *(layer.group_add(g, self.channel_name) for g in running),
-            *(layer.group_add(addressing.group_group(g), self.channel_name) for g in self.group_streams),
-            *(layer.group_discard(addressing.task_group(t), self.channel_name) for t in finished),
+        tasks, groups = dict(self.task_streams), set(self.group_streams)
+        running = [t for t, s in tasks.items() if not s.done]
+        finished = [s for s in tasks.values() if s.done and s.joined]
+        await self.memberships(add=running, add_groups=groups, discard=[s.task_id for s in finished])
+        for stream in finished:
+            stream.joined = False
+        # A subscription that ended, or began afresh, while those calls were in flight.
+        await self.memberships(
+            add=[s.task_id for s in finished if self.task_streams.get(s.task_id, s) is not s],
+            discard=[t for t in running if t not in self.task_streams],
+            discard_groups=[g for g in groups if g not in self.group_streams],
         )
-        for task_id in finished:
-            if task_id in self.task_streams:
-                self.task_streams[task_id].joined = False
         await self.catch_up(self.task_streams)
         newer = await queries.newer_groups({g: s.held for g, s in self.group_streams.items()})
-        for document in newer:
-            stream = self.group_streams.get(document["group_id"])
-            if stream is not None:
-                counters["reconciled"] += 1
-                await self.send_group(stream, document)
+        if newer:
+            async with self.lock:
+                for document in newer:
+                    stream = self.group_streams.get(document["group_id"])
+                    if stream is not None:
+                        counters["reconciled"] += 1
+                        await self.send_group(stream, document)
+
+    async def memberships(
+        self,
+        add: Iterable[str] = (),
+        add_groups: Iterable[str] = (),
+        discard: Iterable[str] = (),
+        discard_groups: Iterable[str] = (),
+    ) -> None:
+        """Join and leave the channel-layer groups of tasks and task groups, concurrently."""
+        layer, channel = self.channel_layer, self.channel_name
+        await asyncio.gather(
+            *(layer.group_add(addressing.task_group(t), channel) for t in add),
+            *(layer.group_add(addressing.group_group(g), channel) for g in add_groups),
+            *(layer.group_discard(addressing.task_group(t), channel) for t in discard),
+            *(layer.group_discard(addressing.group_group(g), channel) for g in discard_groups),
+        )
 
 
 def target(frame: dict[str, Any]) -> tuple[str, str]:
