@@ -47,6 +47,10 @@ class Server:
     def restart(self) -> None:
         """Stop daphne (every socket drops) and start it again on the same port."""
         self.process.stop()
+        self.start()
+
+    def start(self) -> None:
+        """Start it again on the same port after :meth:`stop`."""
         self.process, _ = daphne(self.env, self.port)
 
     def stop(self) -> None:
