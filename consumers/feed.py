@@ -29,13 +29,12 @@ class FeedConsumer(LiveConsumer):
         """Join the user's feed (or the staff feed), or close an anonymous socket."""
         self.streams: OrderedDict[str, TaskStream] = OrderedDict()
         self.feed_group: str | None = None
-        if self.viewer.anonymous:
+        user_id = self.viewer.user_id
+        if user_id is None:
             await self.shut(codes.CLOSE_UNAUTHENTICATED)
             return False
         self.opened_at = datetime.now().astimezone()
-        self.feed_group = (
-            addressing.FEED_STAFF if self.viewer.staff else addressing.feed_user(self.viewer.user_id)
-        )
+        self.feed_group = addressing.FEED_STAFF if self.viewer.staff else addressing.feed_user(user_id)
         await self.channel_layer.group_add(self.feed_group, self.channel_name)
         return True
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from taskstore import permissions
+from taskstore import permissions, states
 from taskstore.groups import group_document
 from taskstore.models import GroupRecord, TaskRecord
 from taskstore.permissions import Viewer
@@ -23,6 +23,7 @@ class Opening:
 
     documents: list[dict[str, Any]] = field(default_factory=list)
     version: int = 0
+    done: bool = False  # the task ended at or below ``version``: nothing more will come
 
 
 @database_sync_to_async
@@ -34,13 +35,14 @@ def open_task(viewer: Viewer, task_id: str, token: str | None, since: int | None
     current = permissions.task_for(viewer, task_id, token)
     if current is None:
         return None
+    done = current["state"] in states.TERMINAL_STATES
     if since is None:
-        return Opening([current], current["version"])
+        return Opening([current], current["version"], done)
     replay = permissions.events_after(task_id, since) if current["version"] > since else []
     if current["version"] > since and (not replay or replay[-1]["version"] < current["version"]):
         # Event rows end below the row's version only if they were deleted; the row still counts.
         replay.append(current)
-    return Opening(replay, max([since, *(d["version"] for d in replay)]))
+    return Opening(replay, max([since, *(d["version"] for d in replay)]), done)
 
 
 @database_sync_to_async

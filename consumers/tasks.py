@@ -76,7 +76,7 @@ class TaskConsumer(LiveConsumer):
         stream = self.task_streams[task_id] = TaskStream(task_id)
         for document in opening.documents:
             await self.send_task(stream, for_push(document))
-        stream.held = opening.version
+        stream.held, stream.done = opening.version, opening.done
 
     async def _subscribe_group(self, group_id: str, token: str | None) -> None:
         group = addressing.group_group(group_id)
@@ -158,10 +158,10 @@ class TaskConsumer(LiveConsumer):
         if newer:
             async with self.lock:
                 for document in newer:
-                    stream = self.group_streams.get(document["group_id"])
-                    if stream is not None:
+                    group_stream = self.group_streams.get(document["group_id"])
+                    if group_stream is not None:
                         counters["reconciled"] += 1
-                        await self.send_group(stream, document)
+                        await self.send_group(group_stream, document)
 
     async def memberships(
         self,
@@ -186,7 +186,7 @@ def target(frame: dict[str, Any]) -> tuple[str, str]:
     if (task_id is None) == (group_id is None):
         raise BadRequest("Name exactly one of 'task_id' and 'group_id'.")
     kind, identifier = ("task", task_id) if task_id is not None else ("group", group_id)
-    if not valid_id(identifier):
+    if not isinstance(identifier, str) or not valid_id(identifier):
         raise BadRequest(
             f"Malformed {kind} id: a string of 1-255 characters without spaces or control characters."
         )
