@@ -49,4 +49,5 @@ def test_the_page_scripts_run_names_runs_tasks_live(page: Any, named_page: str) 
     expect(flaky).to_have_attribute("data-state", "SUCCESS")
     expect(flaky.locator("[data-field=result]")).to_have_text('"ok"')
     expect(flaky.locator("[data-field=attempt]")).to_have_text("· attempt 3")
+    expect(flaky.locator("[data-field=error]")).to_have_text("")  # the retries' errors are gone
     screenshot(page, "embedded-demo")

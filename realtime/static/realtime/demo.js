@@ -2,7 +2,7 @@
  * The demo page: each form sends an example task through the REST API, and each run's card
  * follows the task over one shared TaskClient socket.
  */
-import {TaskClient, TaskError} from "./taskclient.js";
+import {ERROR_STATES, TaskClient, TaskError} from "./taskclient.js";
 import {showTransport} from "./transport.js";
 
 const launchers = document.getElementById("launchers");
@@ -49,6 +49,11 @@ async function submit(task, args) {
   return body;
 }
 
+/** `ValueError: boom` for a document's error. */
+function describe(error) {
+  return error ? `${error.type}: ${error.message}` : "";
+}
+
 /** Text for a call like `add(2, "x")`. */
 function callText(task, args) {
   return `${task.split(".").pop()}(${args.map((a) => JSON.stringify(a)).join(", ")})`;
@@ -81,19 +86,26 @@ class RunCard {
       bar.max = doc.progress.total;
       bar.value = Math.min(doc.progress.current, doc.progress.total);
     }
+    const outcome = {label: "", result: "", error: ""};
     if (doc.state === "SUCCESS") {
       // Tasks without progress go from "busy" to full; progress tasks are full already.
       if (!bar.hasAttribute("value")) bar.max = 1;
       bar.value = bar.max;
-      fields["outcome-label"].textContent = "Result:";
-      fields.result.textContent = doc.result_truncated ? "(too large to show)" : JSON.stringify(doc.result);
-    } else if (doc.error) {
+      outcome.label = "Result:";
+      outcome.result = doc.result_truncated ? "(too large to show)" : JSON.stringify(doc.result);
+    } else if (ERROR_STATES.includes(doc.state)) {
       // Stop a "busy" bar: nothing more will happen.
       if (!bar.hasAttribute("value")) bar.value = 0;
-      fields["outcome-label"].textContent = "Error:";
-      fields.error.textContent = `${doc.error.type}: ${doc.error.message}`;
+      outcome.label = "Error:";
+      outcome.error = describe(doc.error) || doc.state;
+    } else if (doc.state === "RETRY" && doc.error) {
+      outcome.label = "Retrying after:";
+      outcome.error = describe(doc.error);
     }
-    const measured = bar.hasAttribute("value") && !doc.error;
+    fields["outcome-label"].textContent = outcome.label;
+    fields.result.textContent = outcome.result;
+    fields.error.textContent = outcome.error;
+    const measured = bar.hasAttribute("value") && !ERROR_STATES.includes(doc.state);
     fields.percent.textContent = measured ? `${Math.round((100 * bar.value) / bar.max)}%` : "";
     if (doc.date_started && doc.date_done) {
       const seconds = (Date.parse(doc.date_done) - Date.parse(doc.date_started)) / 1000;
