@@ -258,3 +258,19 @@ def test_close_rejects_what_is_pending_and_stops_for_good(page: Any) -> None:
         "sockets": 1,
         "closedWith": 1000,
     }
+
+
+def test_coming_back_online_reconnects_at_once_but_only_once(page: Any) -> None:
+    counts = page.evaluate(
+        """() => {
+          const client = make({initialDelay: 60_000});
+          sockets[0].open();
+          sockets[0].drop();
+          const waiting = sockets.length;
+          window.dispatchEvent(new Event("online"));
+          const afterOnline = sockets.length;
+          window.dispatchEvent(new Event("online"));  // the new socket is still connecting
+          return [waiting, afterOnline, sockets.length, client.state];
+        }"""
+    )
+    assert counts == [1, 2, 2, "reconnecting"]

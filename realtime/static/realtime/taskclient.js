@@ -146,7 +146,8 @@ class Connection {
     this.refilledAt = Date.now();
     this.flushTimer = null;
     this.onOnline = () => {
-      if (this.state === "reconnecting") this.connectNow();
+      // Only while waiting to retry: a connect already under way is left to finish.
+      if (this.state === "reconnecting" && this.retryTimer !== null) this.connectNow();
     };
     globalThis.addEventListener?.("online", this.onOnline);
     this.open();
