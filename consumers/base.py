@@ -21,12 +21,12 @@ from taskstore.permissions import Viewer, shown_task
 
 logger = logging.getLogger(__name__)
 
-# Longest pause between safety checks after repeated failures (Redis or the database away).
+# Longest pause between periodic checks after repeated failures (Redis or the database away).
 MAX_RECONCILE_BACKOFF = 60.0
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """A JSON WebSocket consumer with the protocol's limits and a periodic safety check.
+    """A JSON WebSocket consumer with the protocol's limits and a periodic periodic check.
 
     Client frames are dispatched to the method named after their ``type`` (listed in
     ``frame_types``); channel-layer messages to ``taskstore_task`` and ``taskstore_group``.
@@ -55,16 +55,20 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return True
 
     async def disconnect(self, code: int) -> None:
-        """Stop the safety check and leave every channel-layer group."""
+        """Stop the periodic check and leave every channel-layer group."""
         self.closing = True
         if self.reconciler is not None:
             self.reconciler.cancel()
-        for group in self.layer_groups():
-            try:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            except Exception:
-                # Membership expires on its own (group_expiry); a failed discard costs nothing.
-                logger.warning("Could not leave channel-layer group %s", group, exc_info=True)
+        groups = self.layer_groups()
+        results = await asyncio.gather(
+            *(self.channel_layer.group_discard(g, self.channel_name) for g in groups), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            # Memberships expire on their own (group_expiry); a failed discard costs little.
+            logger.warning(
+                "Could not leave %d of %d channel-layer groups: %s", len(failed), len(groups), failed[0]
+            )
 
     def layer_groups(self) -> list[str]:
         """The channel-layer groups this socket is in."""
@@ -192,7 +196,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 for document in missing:
                     await self.send_task(stream, for_push(document))
 
-    # --- the safety check ------------------------------------------------------------------------
+    # --- the periodic check ------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
         """Re-join groups and send what the database holds beyond what was sent.

@@ -132,7 +132,7 @@ class TaskConsumer(LiveConsumer):
         await self.send_json({"type": codes.GROUP_UPDATE, **shown_group(document)})
         stream.held = document["version"]
 
-    # --- the safety check ------------------------------------------------------------------------
+    # --- the periodic check ----------------------------------------------------------------------
 
     async def reconcile(self) -> None:
         """Refresh group memberships, then send what the database holds beyond what was sent.
