@@ -1,0 +1,125 @@
+"""A Redis restart in the middle of a task loses no state: the worker keeps recording, its
+publisher retries, and a subscriber (reconnecting with ``since`` if its socket dropped) ends
+with every version once, in order, through SUCCESS.
+
+The test runs its own redis-server, so restarting it disturbs nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+import websockets
+from celery import Celery
+
+from taskstore.models import TaskRecord
+from taskstore.tokens import make_token
+from tests.live.client import off_loop
+from tests.support.processes import (
+    ManagedProcess,
+    celery_worker,
+    child_env,
+    daphne,
+    free_port,
+    port_open,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+STEPS = 40
+
+
+def _redis(port: int) -> ManagedProcess:
+    args = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no"]  # fmt: skip
+    return ManagedProcess(f"redis-{port}", args, {"PATH": "/usr/bin:/bin"}).start(
+        ready=lambda: port_open(port)
+    )
+
+
+@pytest.fixture
+def private_stack(test_database_url: str) -> Iterator[dict[str, Any]]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    redis = _redis(port)
+    url = f"redis://127.0.0.1:{port}/0"
+    env = child_env(test_database_url, url, DJANGO_SETTINGS_MODULE="tests.live.settings")
+    worker = celery_worker(env, 1)
+    web, web_port = daphne(env)
+    stack = {"redis": redis, "redis_port": port, "url": url, "web_port": web_port}
+    yield stack
+    web.stop()
+    worker.stop()
+    stack["redis"].stop()
+
+
+async def _follow(port: int, task_id: str, restarted: asyncio.Event) -> list[dict[str, Any]]:
+    """Follow the task to its end, reconnecting with ``since`` whenever the socket drops."""
+    frames: list[dict[str, Any]] = []
+    reconnects = 0
+    async with asyncio.timeout(90):
+        while not frames or frames[-1]["state"] != "SUCCESS":
+            try:
+                async with websockets.connect(f"ws://127.0.0.1:{port}/ws/tasks/", open_timeout=5) as ws:
+                    since = frames[-1]["version"] if frames else 0
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "subscribe",
+                                "task_id": task_id,
+                                "since": since,
+                                "token": make_token(task_id),
+                            }
+                        )
+                    )
+                    async for raw in ws:
+                        frame = json.loads(raw)
+                        assert frame["type"] == "task.update", frame
+                        frames.append(frame)
+                        if frame["state"] == "SUCCESS":
+                            break
+            except (OSError, websockets.ConnectionClosed, TimeoutError):
+                reconnects += 1
+                await restarted.wait()
+    return frames
+
+
+async def test_a_redis_restart_mid_task_loses_nothing(private_stack: dict[str, Any]) -> None:
+    task_id = str(uuid4())
+    sender = Celery("sender", broker=private_stack["url"])
+    sender.conf.update(task_serializer="json", accept_content=["json"])
+    await off_loop(sender.send_task, "realtime.tasks.progress", args=(STEPS, 0.1), task_id=task_id)
+
+    restarted = asyncio.Event()
+    follower = asyncio.create_task(_follow(private_stack["web_port"], task_id, restarted))
+
+    def progressed() -> bool:
+        state = TaskRecord.objects.filter(task_id=task_id).values_list("state", flat=True).first()
+        return state == "PROGRESS"
+
+    await off_loop(wait_for, progressed, 30, "the task to report progress")
+    private_stack["redis"].stop()
+    # While Redis is down the task goes on: the database keeps recording.
+    version = await off_loop(lambda: TaskRecord.objects.get(task_id=task_id).version)
+    await off_loop(
+        wait_for,
+        lambda: TaskRecord.objects.get(task_id=task_id).version >= version + 3,
+        30,
+        "progress while Redis is down",
+    )
+    private_stack["redis"] = _redis(private_stack["redis_port"])
+    restarted.set()
+    frames = await follower
+
+    final = await off_loop(lambda: TaskRecord.objects.get(task_id=task_id))
+    assert final.state == "SUCCESS"
+    versions = [f["version"] for f in frames]
+    assert versions == list(range(1, final.version + 1)), versions
+    assert frames[-1]["result"] == STEPS
