@@ -99,11 +99,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
 EMBEDDED = REDIS_URL is None
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 100, minimum=1)
+
+
+def redis_layer_host(url: str) -> dict[str, object]:
+    """channels-redis host options for ``url``.
+
+    redis-py 8 made 5 s the default socket read timeout, the same as channels-redis' 5 s
+    blocking read, so an idle consumer's read times out and its socket drops (redis-py #4091).
+    Reads get a longer timeout, which still notices a dead server.
+    """
+    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
+
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": CHANNEL_LAYER_CAPACITY},
+            "CONFIG": {"hosts": [redis_layer_host(REDIS_URL)], "capacity": CHANNEL_LAYER_CAPACITY},
         }
     }
 else:

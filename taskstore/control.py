@@ -13,7 +13,8 @@ def revoke(task_id: str, terminate: bool = False) -> bool:
 
     Returns whether the REVOKED transition was recorded (False if the task had already ended).
     """
-    current_app.control.revoke(task_id, terminate=terminate)
+    # Record first: a worker holding the message marks it REVOKED as soon as the broadcast
+    # arrives, and this call should report the revoke it made.
     document = record(
         Transition(
             task_id=task_id,
@@ -21,4 +22,5 @@ def revoke(task_id: str, terminate: bool = False) -> bool:
             error={"type": "TaskRevokedError", "message": "revoked"},
         )
     )
+    current_app.control.revoke(task_id, terminate=terminate)
     return document is not None

@@ -34,7 +34,7 @@ if services.redis_problem() is None:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [services.REDIS_URL]},
+            "CONFIG": {"hosts": [redis_layer_host(services.REDIS_URL)]},  # noqa: F405
         }
     }
     CELERY_BROKER_URL = services.REDIS_URL

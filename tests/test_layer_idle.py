@@ -1,0 +1,25 @@
+"""An idle consumer's blocking read on Redis must not time out and drop its socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.layers import get_channel_layer
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+async def test_an_idle_channel_read_outlives_the_redis_client_timeout(redis_url: str) -> None:
+    from channels_redis.core import RedisChannelLayer
+
+    layer = get_channel_layer()
+    assert isinstance(layer, RedisChannelLayer)
+    channel = await layer.new_channel()
+    # Longer than redis-py 8's default 5 s read timeout and channels-redis' 5 s blocking read:
+    # only asyncio's own deadline may end this wait.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(channel), timeout=7)
+    await layer.send(channel, {"type": "still.here"})
+    assert await asyncio.wait_for(layer.receive(channel), timeout=5) == {"type": "still.here"}
+    await layer.close_pools()
