@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 from consumers import codes, queries
-from consumers.base import LiveConsumer
+from consumers.base import LiveConsumer, in_turn
 from consumers.delivery import GroupStream, TaskStream, counters
 from consumers.errors import BadRequest, Forbidden, TooManySubscriptions
 from taskstore import addressing, conf
@@ -170,14 +170,18 @@ class TaskConsumer(LiveConsumer):
         discard: Iterable[str] = (),
         discard_groups: Iterable[str] = (),
     ) -> None:
-        """Join and leave the channel-layer groups of tasks and task groups, concurrently."""
+        """Join and leave the channel-layer groups of tasks and task groups, one call at a time."""
         layer, channel = self.channel_layer, self.channel_name
-        await asyncio.gather(
-            *(layer.group_add(addressing.task_group(t), channel) for t in add),
-            *(layer.group_add(addressing.group_group(g), channel) for g in add_groups),
-            *(layer.group_discard(addressing.task_group(t), channel) for t in discard),
-            *(layer.group_discard(addressing.group_group(g), channel) for g in discard_groups),
+        failed = await in_turn(
+            chain(
+                (layer.group_add(addressing.task_group(t), channel) for t in add),
+                (layer.group_add(addressing.group_group(g), channel) for g in add_groups),
+                (layer.group_discard(addressing.task_group(t), channel) for t in discard),
+                (layer.group_discard(addressing.group_group(g), channel) for g in discard_groups),
+            )
         )
+        if failed:
+            raise failed[0]
 
 
 def target(frame: dict[str, Any]) -> tuple[str, str]:
