@@ -1,0 +1,13 @@
+"""Bench configuration (b): django-celery-results' ``django-db`` backend, taskstore not installed."""
+
+from realtime.settings import *  # noqa: F403
+from realtime.settings import INSTALLED_APPS, MIDDLEWARE
+
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "taskstore"] + [
+    "django_celery_results",
+    "bench.counter.CounterConfig",
+]
+MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("taskstore.")]
+CELERY_RESULT_BACKEND = "django-db"
+# The project URLs include taskstore views, which need taskstore installed.
+ROOT_URLCONF = "bench.urls"
