@@ -142,6 +142,10 @@ CELERY_EVENT_SERIALIZER = "json"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1)
+# Celery's Django fixup closes every database connection before and after each task unless this
+# is set, so each recorded state would pay for a new connection. Reused connections that have
+# gone stale are replaced by the recorder's retry.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "taskstore-cleanup": {

@@ -2,8 +2,8 @@
 
 Every source of a transition (the publish signal, worker signals, the result backend, admin
 actions) builds a :class:`Transition` and calls :func:`record`. Each call is one conditional
-upsert of the task row plus an event row, in one transaction; after the commit the new document
-is handed to the publisher. The upsert's ``WHERE`` compares lifecycle positions
+upsert of the task row plus an event row, atomically (on PostgreSQL one statement, elsewhere one
+transaction); after the commit the new document is handed to the publisher. The upsert's ``WHERE`` compares lifecycle positions
 (:mod:`taskstore.states`), so concurrent writers in different processes can neither move a task
 backwards nor skip or repeat a version, and a duplicate transition records nothing.
 """
@@ -19,9 +19,10 @@ from functools import partial
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
-from taskstore import addressing, conf, states
+from taskstore import addressing, conf, sql, states
 from taskstore.documents import for_push, task_document
 from taskstore.groups import group_document, touch_group
 from taskstore.models import TaskEvent, TaskRecord
@@ -127,29 +128,62 @@ def _transition_key(transition: Transition) -> str:
 
 
 def _record_once(transition: Transition) -> dict[str, Any] | None:
-    with transaction.atomic():
-        record = _upsert(transition)
-        if record is None:
-            return None
-        document = task_document(record)
-        TaskEvent.objects.create(
-            task_id=record.task_id,
-            version=record.version,
-            state=record.state,
-            document=document,
-            created=record.date_updated,
-        )
-        messages = _messages(document)
-        if record.group_id:
-            group = touch_group(record.group_id, owner_id=record.owner_id)
-            messages.append(
-                (
-                    addressing.group_group(record.group_id),
-                    {"type": MESSAGE_GROUP, "document": group_document(group)},
-                )
-            )
-        transaction.on_commit(partial(publisher.publish, messages), robust=True)
+    values = _values(transition)
+    if connection.vendor == "postgresql":
+        document = _write_in_one_statement(values)
+    else:
+        document = _write_in_one_transaction(values)
+    if document is None:
+        return None
+    transaction.on_commit(partial(publisher.publish, _messages(document)), robust=True)
+    if document["group_id"]:
+        _touch_group(document)
     return document
+
+
+def _write_in_one_statement(values: dict[str, Any]) -> dict[str, Any] | None:
+    """PostgreSQL: the upsert and the event row in one statement (atomic on its own)."""
+    statement = sql.upsert_with_event(_table(TaskRecord), _table(TaskEvent))
+    with connection.cursor() as cursor:
+        cursor.execute(statement, _params(values))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    document = row[0]
+    return json.loads(document) if isinstance(document, str) else document
+
+
+def _write_in_one_transaction(values: dict[str, Any]) -> dict[str, Any] | None:
+    """Other databases (SQLite): the upsert, then the event row, in one transaction."""
+    with transaction.atomic():
+        rows = list(TaskRecord.objects.raw(sql.upsert(_table(TaskRecord)), _params(values)))
+        if not rows:
+            return None
+        document = task_document(rows[0])
+        TaskEvent.objects.create(
+            task_id=document["task_id"],
+            version=document["version"],
+            state=document["state"],
+            document=document,
+            created=rows[0].date_updated,
+        )
+    return document
+
+
+def _touch_group(document: dict[str, Any]) -> None:
+    """Give the task's group its next version and publish the group document."""
+    group_id = document["group_id"]
+    try:
+        with transaction.atomic():
+            group = touch_group(group_id, owner_id=document["owner_id"])
+            message = {"type": MESSAGE_GROUP, "document": group_document(group)}
+            transaction.on_commit(
+                partial(publisher.publish, [(addressing.group_group(group_id), message)]), robust=True
+            )
+    except DatabaseError:
+        # The task's own transition is recorded and published; the group document is derived
+        # from the task rows and is brought up to date by the member's next change.
+        logger.exception("Could not update group %s", group_id)
 
 
 def _messages(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -160,46 +194,22 @@ def _messages(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(target, message) for target in targets]
 
 
-_UPSERT = """
-INSERT INTO {table} AS t ({columns}) VALUES ({placeholders})
-ON CONFLICT (task_id) DO UPDATE SET
-    task_name = CASE WHEN excluded.task_name <> '' THEN excluded.task_name ELSE t.task_name END,
-    state = excluded.state,
-    version = t.version + 1,
-    position = excluded.position,
-    transition_key = excluded.transition_key,
-    retries = CASE WHEN excluded.retries > t.retries THEN excluded.retries ELSE t.retries END,
-    result = excluded.result,
-    progress = COALESCE(excluded.progress, t.progress),
-    error = excluded.error,
-    traceback = excluded.traceback,
-    args = COALESCE(t.args, excluded.args),
-    kwargs = COALESCE(t.kwargs, excluded.kwargs),
-    owner_id = COALESCE(t.owner_id, excluded.owner_id),
-    group_id = COALESCE(t.group_id, excluded.group_id),
-    parent_id = COALESCE(t.parent_id, excluded.parent_id),
-    worker = COALESCE(excluded.worker, t.worker),
-    date_started = COALESCE(excluded.date_started, t.date_started),
-    date_done = excluded.date_done,
-    date_updated = excluded.date_updated
-WHERE t.position < excluded.position
-   OR (t.position = excluded.position AND excluded.transition_key <> ''
-       AND t.transition_key <> excluded.transition_key)
-RETURNING {returning}
-"""
-
-_COLUMNS = (
-    "task_id", "task_name", "state", "version", "position", "transition_key", "retries",
-    "result", "progress", "error", "traceback", "args", "kwargs", "owner_id", "group_id",
-    "parent_id", "worker", "date_created", "date_started", "date_done", "date_updated",
-)  # fmt: skip
+def _table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
 
-def _upsert(transition: Transition) -> TaskRecord | None:
-    """Write the transition if it moves the task forward; return the row as written."""
+_FIELDS = {f.column: f for f in TaskRecord._meta.concrete_fields}
+
+
+def _params(values: dict[str, Any]) -> list[Any]:
+    return [_FIELDS[c].get_db_prep_save(values[c], connection) for c in sql.COLUMNS]
+
+
+def _values(transition: Transition) -> dict[str, Any]:
+    """The row a transition would write if it were the task's first."""
     now = timezone.now()
     state = transition.state
-    values = {
+    return {
         "task_id": transition.task_id,
         "task_name": transition.task_name or "",
         "state": state,
@@ -222,13 +232,3 @@ def _upsert(transition: Transition) -> TaskRecord | None:
         "date_done": now if state in states.TERMINAL_STATES else None,
         "date_updated": now,
     }
-    fields = {f.column: f for f in TaskRecord._meta.concrete_fields}
-    params = [fields[c].get_db_prep_save(values[c], connection) for c in _COLUMNS]
-    sql = _UPSERT.format(
-        table=connection.ops.quote_name(TaskRecord._meta.db_table),
-        columns=", ".join(_COLUMNS),
-        placeholders=", ".join(["%s"] * len(_COLUMNS)),
-        returning=", ".join(_COLUMNS),
-    )
-    rows = list(TaskRecord.objects.raw(sql, params))
-    return rows[0] if rows else None

@@ -124,3 +124,17 @@ def test_group_members_bump_the_group_version() -> None:
         record(Transition(task_id=f"{group_id}-{n}", state="SUCCESS", result=n))
     doc = group_document(GroupRecord.objects.get(group_id=group_id))
     assert (doc["version"], doc["completed"], doc["state"], doc["results"]) == (6, 3, "SUCCESS", [0, 1, 2])
+
+
+def test_the_event_document_is_the_task_document_as_of_that_version() -> None:
+    from taskstore.documents import task_document
+
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="PENDING", args=[1, "<b>"], kwargs={"k": None}, owner_id=None))
+    record(Transition(task_id=task_id, state="STARTED", worker="w@h"))
+    last = record(
+        Transition(task_id=task_id, state="FAILURE", error={"type": "E", "message": "m"}, traceback="tb")
+    )
+    event = TaskEvent.objects.get(task_id=task_id, version=3)
+    assert event.document == last == task_document(TaskRecord.objects.get(task_id=task_id))
+    assert event.document["date_started"].endswith("Z") and event.document["traceback"] == "tb"
