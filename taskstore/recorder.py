@@ -198,11 +198,20 @@ def _table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-_FIELDS = {f.column: f for f in TaskRecord._meta.concrete_fields}
+# Only JSON and time columns need the field's adaptation; the rest go to the driver as they are
+# (this runs for every transition).
+_ADAPTED = {
+    f.column: f
+    for f in TaskRecord._meta.concrete_fields
+    if f.get_internal_type() in {"JSONField", "DateTimeField"}
+}
 
 
 def _params(values: dict[str, Any]) -> list[Any]:
-    return [_FIELDS[c].get_db_prep_save(values[c], connection) for c in sql.COLUMNS]
+    return [
+        _ADAPTED[c].get_db_prep_save(values[c], connection) if c in _ADAPTED else values[c]
+        for c in sql.COLUMNS
+    ]
 
 
 def _values(transition: Transition) -> dict[str, Any]:
