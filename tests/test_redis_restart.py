@@ -93,7 +93,8 @@ async def _follow(port: int, task_id: str, restarted: asyncio.Event) -> list[dic
 
 async def test_a_redis_restart_mid_task_loses_nothing(private_stack: dict[str, Any]) -> None:
     task_id = str(uuid4())
-    sender = Celery("sender", broker=private_stack["url"])
+    # Not the current app: later tests must keep sending through the project's app.
+    sender = Celery("sender", broker=private_stack["url"], set_as_current=False)
     sender.conf.update(task_serializer="json", accept_content=["json"])
     await off_loop(sender.send_task, "realtime.tasks.progress", args=(STEPS, 0.1), task_id=task_id)
 
