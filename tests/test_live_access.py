@@ -18,14 +18,10 @@ from taskstore.owner import owned_by
 from taskstore.recorder import Transition, record
 from taskstore.tokens import make_token
 from tests.live.client import http, off_loop, session_cookie, websocket
+from tests.support.markers import REAL_SERVICES
 from tests.support.processes import ManagedProcess, daphne
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = REAL_SERVICES
 
 STAFF_FIELDS = {"traceback", "args", "kwargs"}
 SECRET = "the-secret-argument"

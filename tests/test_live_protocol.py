@@ -17,14 +17,10 @@ from websockets.exceptions import ConnectionClosed
 from realtime import tasks
 from taskstore.tokens import make_token
 from tests.live.client import http, off_loop, session_cookie, websocket
+from tests.support.markers import REAL_SERVICES
 from tests.support.processes import daphne
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = REAL_SERVICES
 
 
 @pytest.fixture(scope="module")

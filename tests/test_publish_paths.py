@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import pytest
 from celery import chain, chord, group
 
 from realtime import tasks
@@ -17,14 +16,10 @@ from taskstore import addressing
 from taskstore.control import revoke
 from taskstore.models import GroupRecord, TaskEvent, TaskRecord
 from tests.support.listener import LayerListener
+from tests.support.markers import REAL_SERVICES
 from tests.support.processes import ManagedProcess, wait_for
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = REAL_SERVICES
 
 
 def _first_state(task_id: str) -> str | None:

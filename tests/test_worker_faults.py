@@ -9,19 +9,14 @@ from typing import Any
 from uuid import uuid4
 
 import psycopg
-import pytest
 
 from realtime import tasks
 from realtime.celery import app
 from taskstore.models import TaskEvent, TaskRecord
+from tests.support.markers import REAL_SERVICES
 from tests.support.processes import wait_for
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = REAL_SERVICES
 
 
 def _state(task_id: str) -> str | None:

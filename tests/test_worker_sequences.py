@@ -11,13 +11,9 @@ from realtime import tasks
 from taskstore import addressing
 from taskstore.models import TaskEvent, TaskRecord
 from tests.support.listener import LayerListener
+from tests.support.markers import REAL_SERVICES
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = REAL_SERVICES
 
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED", "REJECTED"}
 

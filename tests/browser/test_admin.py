@@ -15,15 +15,10 @@ from realtime import tasks
 from taskstore.models import TaskRecord
 from taskstore.owner import owned_by
 from tests.browser.support import Server, log_in, screenshot
+from tests.support.markers import IN_BROWSER
 from tests.support.processes import wait_for
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = IN_BROWSER
 
 TASK_LIST = "/admin/taskstore/taskrecord/"
 

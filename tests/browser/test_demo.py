@@ -5,19 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from taskstore.models import TaskRecord
 from tests.browser.support import Server, screenshot
+from tests.support.markers import IN_BROWSER
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = IN_BROWSER
 
 # Records every value the progress bars of the page take, in order.
 WATCH_BARS = """() => {

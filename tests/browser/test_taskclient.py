@@ -7,22 +7,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from django.contrib.auth import get_user_model
 
 from realtime import tasks
 from taskstore.models import TaskEvent, TaskRecord
 from taskstore.owner import owned_by
 from tests.browser.support import SUBMIT_JS, Server
+from tests.support.markers import IN_BROWSER
 from tests.support.processes import wait_for
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = IN_BROWSER
 
 RESULT_JS = """async ([task, args]) => {
   const {TaskClient} = await import("/static/realtime/taskclient.js");

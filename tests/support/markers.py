@@ -1,0 +1,14 @@
+"""Marker sets shared by the integration tests."""
+
+import pytest
+
+# Real PostgreSQL and Redis, real service processes, rows committed so those processes see them.
+REAL_SERVICES = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
+
+# The same, driven through Chromium.
+IN_BROWSER = [pytest.mark.browser, *REAL_SERVICES]
