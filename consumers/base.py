@@ -6,13 +6,12 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from consumers import codes, queries
+from consumers import codes, layer, queries
 from consumers.delivery import TaskStream, counters
 from consumers.errors import BadRequest, ProtocolError, RateLimited
 from consumers.limits import FrameLimiter, Verdict
@@ -27,7 +26,7 @@ MAX_RECONCILE_BACKOFF = 60.0
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """A JSON WebSocket consumer with the protocol's limits and a periodic periodic check.
+    """A JSON WebSocket consumer with the protocol's limits and a periodic check.
 
     Client frames are dispatched to the method named after their ``type`` (listed in
     ``frame_types``); channel-layer messages to ``taskstore_task`` and ``taskstore_group``.
@@ -36,6 +35,25 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     """
 
     frame_types: frozenset[str] = frozenset({"ping"})
+    reconciler: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: layer.Receive, send: Any) -> None:
+        """Serve one socket; however that ends (a disconnect or an error), end its periodic check."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.stop_reconciler()
+
+    @property
+    def channel_receive(self) -> layer.Receive:
+        """What Channels' dispatch loop awaits for layer messages: the layer's receive, made
+        to wait out layer failures instead of ending the consumer (see consumers.layer)."""
+        return self._tolerant_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: layer.Receive) -> None:
+        # AsyncConsumer.__call__ assigns the layer's own receive here, then reads it back.
+        self._tolerant_receive = layer.tolerant(receive)
 
     async def connect(self) -> None:
         """Accept the socket and set up its limits."""
@@ -46,7 +64,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # versions leave in order.
         self.lock = asyncio.Lock()
         self.closing = False
-        self.reconciler: asyncio.Task[None] | None = None
         await self.accept()
         if await self.opened():
             self.reconciler = asyncio.create_task(self._reconcile_loop())
@@ -58,18 +75,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         """Stop the periodic check and leave every channel-layer group."""
         self.closing = True
+        self.stop_reconciler()
+        # A failed discard costs little: memberships expire on their own (group_expiry).
+        await layer.in_turn(
+            (self.channel_layer.group_discard(g, self.channel_name) for g in self.layer_groups()),
+            "leave groups",
+        )
+
+    def stop_reconciler(self) -> None:
+        """Cancel the periodic check, if it runs."""
         if self.reconciler is not None:
             self.reconciler.cancel()
-        groups = self.layer_groups()
-        results = await asyncio.gather(
-            *(self.channel_layer.group_discard(g, self.channel_name) for g in groups), return_exceptions=True
-        )
-        failed = [r for r in results if isinstance(r, Exception)]
-        if failed:
-            # Memberships expire on their own (group_expiry); a failed discard costs little.
-            logger.warning(
-                "Could not leave %d of %d channel-layer groups: %s", len(failed), len(groups), failed[0]
-            )
 
     def layer_groups(self) -> list[str]:
         """The channel-layer groups this socket is in."""
@@ -137,8 +153,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def shut(self, code: int) -> None:
         """Close the socket with ``code`` and ignore whatever the client still sends."""
         self.closing = True
-        if self.reconciler is not None:
-            self.reconciler.cancel()
+        self.stop_reconciler()
         await self.close(code)
 
     # --- sending task versions -------------------------------------------------------------------
@@ -222,21 +237,3 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 logger.exception("The periodic subscription check failed; next try in %.1fs", delay)
             else:
                 delay = interval
-
-
-async def in_turn(calls: Iterable[Awaitable[Any]]) -> list[Exception]:
-    """Await channel-layer calls one after another; return the errors they raised.
-
-    Not ``gather``: channels-redis opens a Redis connection for every call in flight at once, and
-    opening a hundred of them at the same moment stalls the event loop for every socket of the
-    process (measured: 150-200 ms of delay for live updates). One at a time, each call yields.
-    """
-    failed = []
-    for call in calls:
-        try:
-            await call
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            failed.append(error)
-    return failed

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from consumers import codes
+from consumers import codes, layer
 from consumers.base import LiveConsumer
 from consumers.delivery import TaskStream
 from taskstore import addressing
@@ -35,8 +35,15 @@ class FeedConsumer(LiveConsumer):
             return False
         self.opened_at = datetime.now().astimezone()
         self.feed_group = addressing.FEED_STAFF if self.viewer.staff else addressing.feed_user(user_id)
-        await self.channel_layer.group_add(self.feed_group, self.channel_name)
+        await self.join_feed()
         return True
+
+    async def join_feed(self) -> None:
+        """Join the feed's group (again); a layer failure is left to the next periodic check."""
+        if self.feed_group:
+            await layer.in_turn(
+                [self.channel_layer.group_add(self.feed_group, self.channel_name)], "join feed"
+            )
 
     def layer_groups(self) -> list[str]:
         """The one feed group this socket is in."""
@@ -71,8 +78,7 @@ class FeedConsumer(LiveConsumer):
 
     async def reconcile(self) -> None:
         """Refresh the feed's group membership and send versions the layer lost."""
-        if self.feed_group:
-            await self.channel_layer.group_add(self.feed_group, self.channel_name)
+        await self.join_feed()
         await self.catch_up(dict(self.streams))
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from itertools import chain
 from typing import Any
 
-from consumers import codes, queries
-from consumers.base import LiveConsumer, in_turn
+from consumers import codes, layer, queries
+from consumers.base import LiveConsumer
 from consumers.delivery import GroupStream, TaskStream, counters
 from consumers.errors import BadRequest, Forbidden, TooManySubscriptions
 from taskstore import addressing, conf
@@ -65,12 +65,14 @@ class TaskConsumer(LiveConsumer):
     async def _subscribe_task(self, task_id: str, token: str | None, since: int | None) -> None:
         group = addressing.task_group(task_id)
         # Join before reading: a transition committed after the read is then sure to arrive
-        # through the layer, and one committed before it is in what the read returns.
-        await self.channel_layer.group_add(group, self.channel_name)
+        # through the layer, and one committed before it is in what the read returns. If the
+        # layer is down the subscription still opens from the database; the periodic check
+        # joins later and sends what the layer missed.
+        await layer.in_turn([self.channel_layer.group_add(group, self.channel_name)], "subscribe")
         opening = await queries.open_task(self.viewer, task_id, token, since)
         if opening is None:
             if task_id not in self.task_streams:
-                await self.channel_layer.group_discard(group, self.channel_name)
+                await self.leave(group)
             raise Forbidden(NOT_VISIBLE.format(kind="task"), task_id=task_id)
         # Subscribing again starts the subscription afresh.
         stream = self.task_streams[task_id] = TaskStream(task_id)
@@ -80,11 +82,11 @@ class TaskConsumer(LiveConsumer):
 
     async def _subscribe_group(self, group_id: str, token: str | None) -> None:
         group = addressing.group_group(group_id)
-        await self.channel_layer.group_add(group, self.channel_name)
+        await layer.in_turn([self.channel_layer.group_add(group, self.channel_name)], "subscribe")
         document = await queries.open_group(self.viewer, group_id, token)
         if document is None:
             if group_id not in self.group_streams:
-                await self.channel_layer.group_discard(group, self.channel_name)
+                await self.leave(group)
             raise Forbidden(NOT_VISIBLE.format(kind="group"), group_id=group_id)
         stream = self.group_streams[group_id] = GroupStream(group_id)
         await self.send_group(stream, document)
@@ -102,7 +104,11 @@ class TaskConsumer(LiveConsumer):
                 if self.group_streams.pop(identifier, None) is None:
                     return
                 group = addressing.group_group(identifier)
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.leave(group)
+
+    async def leave(self, group: str) -> None:
+        """Leave a channel-layer group; if the layer fails, the membership expires on its own."""
+        await layer.in_turn([self.channel_layer.group_discard(group, self.channel_name)], "unsubscribe")
 
     # --- channel-layer messages ------------------------------------------------------------------
 
@@ -170,18 +176,20 @@ class TaskConsumer(LiveConsumer):
         discard: Iterable[str] = (),
         discard_groups: Iterable[str] = (),
     ) -> None:
-        """Join and leave the channel-layer groups of tasks and task groups, one call at a time."""
-        layer, channel = self.channel_layer, self.channel_name
-        failed = await in_turn(
+        """Join and leave the channel-layer groups of tasks and task groups, one call at a time.
+
+        Failures are logged, not raised: the database catch-up that follows must still run.
+        """
+        channels, channel = self.channel_layer, self.channel_name
+        await layer.in_turn(
             chain(
-                (layer.group_add(addressing.task_group(t), channel) for t in add),
-                (layer.group_add(addressing.group_group(g), channel) for g in add_groups),
-                (layer.group_discard(addressing.task_group(t), channel) for t in discard),
-                (layer.group_discard(addressing.group_group(g), channel) for g in discard_groups),
-            )
+                (channels.group_add(addressing.task_group(t), channel) for t in add),
+                (channels.group_add(addressing.group_group(g), channel) for g in add_groups),
+                (channels.group_discard(addressing.task_group(t), channel) for t in discard),
+                (channels.group_discard(addressing.group_group(g), channel) for g in discard_groups),
+            ),
+            "refresh memberships",
         )
-        if failed:
-            raise failed[0]
 
 
 def target(frame: dict[str, Any]) -> tuple[str, str]:

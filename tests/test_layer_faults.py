@@ -1,0 +1,134 @@
+"""A failing channel layer closes no socket: consumers wait it out and the periodic check keeps
+subscribers up to date from the database (consumers.layer)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from consumers import layer
+from taskstore import addressing
+from taskstore.tokens import make_token
+from tests.test_ws_protocol import frames_until, record_async, socket, still_serving, transitions
+
+
+class LayerDown(ConnectionError):
+    """What the flaky layer raises while it is down."""
+
+
+class FlakyLayer(InMemoryChannelLayer):
+    """An in-memory layer whose joins, leaves and receives fail while ``down`` is set.
+
+    Sending keeps working (it reaches no one while nobody could join): the publisher's own
+    retries are not what these tests are about.
+    """
+
+    down = False
+
+    def _check(self) -> None:
+        if FlakyLayer.down:
+            raise LayerDown("the layer is down")
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self._check()
+        await super().group_add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self._check()
+        await super().group_discard(group, channel)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        self._check()
+        return await super().receive(channel)
+
+
+@pytest.fixture
+def flaky_layer(settings: Any) -> Iterator[type[FlakyLayer]]:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.FlakyLayer"}}
+    settings.TASKSTORE_RECONCILE_INTERVAL = 0.1
+    FlakyLayer.down = True
+    yield FlakyLayer
+    FlakyLayer.down = False
+
+
+async def test_receive_retries_after_layer_errors() -> None:
+    outcomes: list[Any] = [LayerDown("first"), LayerDown("second"), {"type": "hello"}]
+
+    async def receive() -> dict[str, Any]:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    original = layer.RECEIVE_RETRY_FIRST
+    layer.RECEIVE_RETRY_FIRST = 0.01
+    try:
+        assert await asyncio.wait_for(layer.tolerant(receive)(), 5) == {"type": "hello"}
+    finally:
+        layer.RECEIVE_RETRY_FIRST = original
+    assert outcomes == []
+
+
+async def test_cancelling_returns_even_when_the_layer_swallows_the_cancellation() -> None:
+    release = asyncio.Event()
+    swallowed = asyncio.Event()
+
+    async def stubborn_receive() -> dict[str, Any]:
+        # What a blocking Redis read that loses the cancellation looks like from outside.
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()
+        await release.wait()
+        return {"type": "late"}
+
+    waiting = asyncio.create_task(layer.tolerant(stubborn_receive)())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 2)
+    await asyncio.wait_for(swallowed.wait(), 2)
+    release.set()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+async def test_subscribers_are_served_from_the_database_while_the_layer_is_down(
+    flaky_layer: type[FlakyLayer],
+) -> None:
+    task_id = str(uuid4())
+    steps = transitions(task_id, steps=4)
+    for transition in steps[:2]:
+        await record_async(transition)
+
+    async with socket() as ws:
+        await ws.send_json_to(
+            {"type": "subscribe", "task_id": task_id, "since": 0, "token": make_token(task_id)}
+        )
+        opening = await frames_until(ws, lambda f: f["version"] == 2)
+        assert [f["version"] for f in opening] == [1, 2]
+        await still_serving(ws)
+
+        # The socket could join nothing, so these reach it through the periodic check.
+        for transition in steps[2:4]:
+            await record_async(transition)
+        while_down = await frames_until(ws, lambda f: f["version"] == 4)
+        assert [f["version"] for f in while_down] == [3, 4]
+
+        # Back up, the periodic check joins the task's group again: live delivery resumes.
+        flaky_layer.down = False
+        joined = get_channel_layer().groups
+        async with asyncio.timeout(5):
+            while not joined.get(addressing.task_group(task_id)):
+                await asyncio.sleep(0.02)
+        for transition in steps[4:]:
+            await record_async(transition)
+        rest = await frames_until(ws, lambda f: f["state"] == "SUCCESS")
+        assert [f["version"] for f in opening + while_down + rest] == list(range(1, len(steps) + 1))
+        await still_serving(ws)
