@@ -11,11 +11,11 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from consumers import codes, layer, queries
+from consumers import codes, queries
 from consumers.delivery import TaskStream, counters
 from consumers.errors import BadRequest, ProtocolError, RateLimited
 from consumers.limits import FrameLimiter, Verdict
-from taskstore import conf
+from taskstore import conf, layer_outages
 from taskstore.documents import for_push
 from taskstore.permissions import Viewer, shown_task
 
@@ -37,7 +37,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     frame_types: frozenset[str] = frozenset({"ping"})
     reconciler: asyncio.Task[None] | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: layer.Receive, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: layer_outages.Receive, send: Any) -> None:
         """Serve one socket; however that ends (a disconnect or an error), end its periodic check."""
         try:
             await super().__call__(scope, receive, send)
@@ -45,15 +45,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.stop_reconciler()
 
     @property
-    def channel_receive(self) -> layer.Receive:
+    def channel_receive(self) -> layer_outages.Receive:
         """What Channels' dispatch loop awaits for layer messages: the layer's receive, made
-        to wait out layer failures instead of ending the consumer (see consumers.layer)."""
+        to wait out layer failures instead of ending the consumer (see taskstore.layer_outages)."""
         return self._tolerant_receive
 
     @channel_receive.setter
-    def channel_receive(self, receive: layer.Receive) -> None:
+    def channel_receive(self, receive: layer_outages.Receive) -> None:
         # AsyncConsumer.__call__ assigns the layer's own receive here, then reads it back.
-        self._tolerant_receive = layer.tolerant(receive)
+        self._tolerant_receive = layer_outages.tolerant(receive)
 
     async def connect(self) -> None:
         """Accept the socket and set up its limits."""
@@ -77,7 +77,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.closing = True
         self.stop_reconciler()
         # A failed discard costs little: memberships expire on their own (group_expiry).
-        await layer.in_turn(
+        await layer_outages.in_turn(
             (self.channel_layer.group_discard(g, self.channel_name) for g in self.layer_groups()),
             "leave groups",
         )

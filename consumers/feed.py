@@ -7,10 +7,10 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from consumers import codes, layer
+from consumers import codes
 from consumers.base import LiveConsumer
 from consumers.delivery import TaskStream
-from taskstore import addressing
+from taskstore import addressing, layer_outages
 from taskstore.permissions import may_see_owned
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class FeedConsumer(LiveConsumer):
     async def join_feed(self) -> None:
         """Join the feed's group (again); a layer failure is left to the next periodic check."""
         if self.feed_group:
-            await layer.in_turn(
+            await layer_outages.in_turn(
                 [self.channel_layer.group_add(self.feed_group, self.channel_name)], "join feed"
             )
 

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from itertools import chain
 from typing import Any
 
-from consumers import codes, layer, queries
+from consumers import codes, queries
 from consumers.base import LiveConsumer
 from consumers.delivery import GroupStream, TaskStream, counters
 from consumers.errors import BadRequest, Forbidden, TooManySubscriptions
-from taskstore import addressing, conf
+from taskstore import addressing, conf, layer_outages
 from taskstore.documents import for_push
 from taskstore.permissions import shown_group, valid_id
 
@@ -68,7 +68,7 @@ class TaskConsumer(LiveConsumer):
         # through the layer, and one committed before it is in what the read returns. If the
         # layer is down the subscription still opens from the database; the periodic check
         # joins later and sends what the layer missed.
-        await layer.in_turn([self.channel_layer.group_add(group, self.channel_name)], "subscribe")
+        await layer_outages.in_turn([self.channel_layer.group_add(group, self.channel_name)], "subscribe")
         opening = await queries.open_task(self.viewer, task_id, token, since)
         if opening is None:
             if task_id not in self.task_streams:
@@ -82,7 +82,7 @@ class TaskConsumer(LiveConsumer):
 
     async def _subscribe_group(self, group_id: str, token: str | None) -> None:
         group = addressing.group_group(group_id)
-        await layer.in_turn([self.channel_layer.group_add(group, self.channel_name)], "subscribe")
+        await layer_outages.in_turn([self.channel_layer.group_add(group, self.channel_name)], "subscribe")
         document = await queries.open_group(self.viewer, group_id, token)
         if document is None:
             if group_id not in self.group_streams:
@@ -108,7 +108,9 @@ class TaskConsumer(LiveConsumer):
 
     async def leave(self, group: str) -> None:
         """Leave a channel-layer group; if the layer fails, the membership expires on its own."""
-        await layer.in_turn([self.channel_layer.group_discard(group, self.channel_name)], "unsubscribe")
+        await layer_outages.in_turn(
+            [self.channel_layer.group_discard(group, self.channel_name)], "unsubscribe"
+        )
 
     # --- channel-layer messages ------------------------------------------------------------------
 
@@ -181,7 +183,7 @@ class TaskConsumer(LiveConsumer):
         Failures are logged, not raised: the database catch-up that follows must still run.
         """
         channels, channel = self.channel_layer, self.channel_name
-        await layer.in_turn(
+        await layer_outages.in_turn(
             chain(
                 (channels.group_add(addressing.task_group(t), channel) for t in add),
                 (channels.group_add(addressing.group_group(g), channel) for g in add_groups),

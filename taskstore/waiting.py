@@ -10,14 +10,15 @@ check a WebSocket subscription makes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from taskstore import addressing, conf, states
+from taskstore import addressing, conf, layer_outages, states
 from taskstore.documents import for_viewer, task_document
 from taskstore.models import TaskRecord
 from taskstore.recorder import MESSAGE_TASK
@@ -40,16 +41,20 @@ async def wait(task_id: str, timeout: float | None = None) -> dict[str, Any]:
         raise NoChannelLayer("taskstore.wait needs a channel layer: configure CHANNEL_LAYERS.")
     channel = await layer.new_channel(prefix="taskstore.wait")
     group = addressing.task_group(task_id)
+    join = functools.partial(layer.group_add, group, channel)
+    receive = layer_outages.tolerant(functools.partial(layer.receive, channel))
     async with asyncio.timeout(timeout):
-        await layer.group_add(group, channel)
+        # A layer that is down delays the answer (the periodic read still finds it), never fails it.
+        await layer_outages.in_turn([join()], "wait")
         try:
-            return await _listen(layer, channel, group, task_id)
+            return await _listen(receive, join, task_id)
         finally:
-            with contextlib.suppress(Exception):
-                await layer.group_discard(group, channel)
+            await layer_outages.in_turn([layer.group_discard(group, channel)], "wait")
 
 
-async def _listen(layer: Any, channel: str, group: str, task_id: str) -> dict[str, Any]:
+async def _listen(
+    receive: layer_outages.Receive, join: Callable[[], Awaitable[None]], task_id: str
+) -> dict[str, Any]:
     interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL")) or None
     while True:
         # Read after joining (and again after each quiet interval): a state committed before
@@ -60,7 +65,7 @@ async def _listen(layer: Any, channel: str, group: str, task_id: str) -> dict[st
         try:
             async with asyncio.timeout(interval):
                 while True:
-                    message = await layer.receive(channel)
+                    message = await receive()
                     pushed = message.get("document") or {}
                     if (
                         message.get("type") == MESSAGE_TASK
@@ -73,7 +78,7 @@ async def _listen(layer: Any, channel: str, group: str, task_id: str) -> dict[st
         except TimeoutError:
             # Quiet for a whole interval: refresh the membership (lost if Redis restarted)
             # and look at the database once.
-            await layer.group_add(group, channel)
+            await layer_outages.in_turn([join()], "wait")
 
 
 @database_sync_to_async

@@ -1,5 +1,5 @@
 """A failing channel layer closes no socket: consumers wait it out and the periodic check keeps
-subscribers up to date from the database (consumers.layer)."""
+subscribers up to date from the database (taskstore.layer_outages)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from uuid import uuid4
 import pytest
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from consumers import layer
-from taskstore import addressing
+import taskstore
+from taskstore import addressing, layer_outages
 from taskstore.tokens import make_token
 from tests.test_ws_protocol import frames_until, record_async, socket, still_serving, transitions
 
@@ -56,7 +56,7 @@ def flaky_layer(settings: Any) -> Iterator[type[FlakyLayer]]:
     FlakyLayer.down = False
 
 
-async def test_receive_retries_after_layer_errors() -> None:
+async def test_receive_retries_after_layer_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     outcomes: list[Any] = [LayerDown("first"), LayerDown("second"), {"type": "hello"}]
 
     async def receive() -> dict[str, Any]:
@@ -65,16 +65,15 @@ async def test_receive_retries_after_layer_errors() -> None:
             raise outcome
         return outcome
 
-    original = layer.RECEIVE_RETRY_FIRST
-    layer.RECEIVE_RETRY_FIRST = 0.01
-    try:
-        assert await asyncio.wait_for(layer.tolerant(receive)(), 5) == {"type": "hello"}
-    finally:
-        layer.RECEIVE_RETRY_FIRST = original
+    monkeypatch.setattr(layer_outages, "RECEIVE_RETRY_FIRST", 0.01)
+    assert await asyncio.wait_for(layer_outages.tolerant(receive)(), 5) == {"type": "hello"}
     assert outcomes == []
 
 
-async def test_cancelling_returns_even_when_the_layer_swallows_the_cancellation() -> None:
+async def test_cancelling_returns_even_when_the_layer_swallows_the_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(layer_outages, "CANCEL_GRACE", 0.05)
     release = asyncio.Event()
     swallowed = asyncio.Event()
 
@@ -87,7 +86,7 @@ async def test_cancelling_returns_even_when_the_layer_swallows_the_cancellation(
         await release.wait()
         return {"type": "late"}
 
-    waiting = asyncio.create_task(layer.tolerant(stubborn_receive)())
+    waiting = asyncio.create_task(layer_outages.tolerant(stubborn_receive)())
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     waiting.cancel()
@@ -132,3 +131,16 @@ async def test_subscribers_are_served_from_the_database_while_the_layer_is_down(
         rest = await frames_until(ws, lambda f: f["state"] == "SUCCESS")
         assert [f["version"] for f in opening + while_down + rest] == list(range(1, len(steps) + 1))
         await still_serving(ws)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+async def test_wait_resolves_while_the_layer_is_down(flaky_layer: type[FlakyLayer]) -> None:
+    task_id = str(uuid4())
+    steps = transitions(task_id, steps=1)
+    await record_async(steps[0])
+    waiter = asyncio.create_task(taskstore.wait(task_id, timeout=10))
+    for transition in steps[1:]:
+        await record_async(transition)
+    document = await waiter
+    assert (document["state"], document["version"]) == ("SUCCESS", len(steps))

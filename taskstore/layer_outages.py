@@ -1,9 +1,10 @@
 """Channel-layer calls that outlast the layer going away (a Redis restart, a network cut).
 
-The database is the source of truth and every socket's periodic check reads it, so a socket
-does not need the layer to stay correct, only to stay fast. When the layer fails, a consumer
-therefore keeps its socket open: joins that failed are made again by the periodic check, which
-also sends what the layer did not deliver, and live delivery resumes once the layer is back.
+The database is the source of truth, and whoever listens on the layer (a WebSocket consumer,
+``taskstore.wait``) also re-reads it periodically, so a listener needs the layer to be fast, not
+to be correct. When the layer fails, a listener therefore carries on: joins that failed are made
+again by the periodic check, which also finds what the layer did not deliver, and live delivery
+resumes once the layer is back.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 # Pauses between attempts to receive from a failing layer.
 RECEIVE_RETRY_FIRST = 0.5
 RECEIVE_RETRY_MAX = 10.0
+# How long a cancelled caller gives its receive to wind down (normally one loop turn) before
+# leaving it behind.
+CANCEL_GRACE = 1.0
 # While the layer is down every socket fails at every check: log one warning per this many
 # seconds for the whole process, the rest at debug level.
 WARN_EVERY = 10.0
@@ -35,8 +39,8 @@ def report(what: str, error: BaseException) -> None:
     if now - _last_warning >= WARN_EVERY:
         _last_warning = now
         logger.warning(
-            "Channel layer unavailable (%s: %s); sockets stay open and the periodic check keeps "
-            "them up to date from the database until it is back",
+            "Channel layer unavailable (%s: %s); until it is back, listeners are kept up to date "
+            "from the database by their periodic check",
             what,
             error,
         )
@@ -45,12 +49,13 @@ def report(what: str, error: BaseException) -> None:
 
 
 def tolerant(receive: Receive) -> Receive:
-    """Wrap a consumer's layer ``receive`` so that layer errors are waited out, not raised.
+    """Wrap a layer ``receive`` so that layer errors are waited out, not raised.
 
-    Each receive runs as a task of its own that the caller only waits on. Cancelling the caller
-    (the socket closing) therefore returns at once even if the layer's client library holds on to
-    the cancellation: a blocking Redis read that swallowed it would otherwise keep the consumer,
-    and its open socket, alive forever.
+    Each receive runs as a task of its own that the caller only waits on. A cancelled caller (a
+    socket closing, a timeout) cancels the receive and waits for it to wind down, which keeps the
+    layer's bookkeeping in order before the next receive on the same channel, but for
+    CANCEL_GRACE seconds at most: a blocking Redis read that swallowed the cancellation would
+    otherwise keep a consumer, and its open socket, alive forever.
     """
 
     async def next_message() -> dict[str, Any]:
@@ -62,6 +67,7 @@ def tolerant(receive: Receive) -> Receive:
                 await asyncio.wait({attempt})
             except asyncio.CancelledError:
                 attempt.cancel()
+                await asyncio.wait({attempt}, timeout=CANCEL_GRACE)
                 raise
             if attempt.cancelled():
                 raise asyncio.CancelledError
