@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from consumers import codes
+from django.utils import timezone
+
+from consumers import codes, queries
 from consumers.base import LiveConsumer
 from consumers.delivery import TaskStream
 from taskstore import addressing, layer_outages
+from taskstore.documents import for_push
 from taskstore.permissions import may_see_owned
 
 logger = logging.getLogger(__name__)
@@ -34,6 +38,8 @@ class FeedConsumer(LiveConsumer):
             await self.shut(codes.CLOSE_UNAUTHENTICATED)
             return False
         self.opened_at = datetime.now().astimezone()
+        # When the last periodic check began (wall clock and monotonic).
+        self.checked_wall, self.checked = timezone.now(), time.monotonic()
         self.feed_group = addressing.FEED_STAFF if self.viewer.staff else addressing.feed_user(user_id)
         await self.join_feed()
         return True
@@ -77,9 +83,25 @@ class FeedConsumer(LiveConsumer):
         return stream
 
     async def reconcile(self) -> None:
-        """Refresh the feed's group membership and send versions the layer lost."""
+        """Refresh the feed's group membership and send versions the layer lost.
+
+        A feed learns of a task from the layer, so while the layer fails it would not hear of
+        tasks it has not seen yet: after any failure since the previous check, it also asks the
+        database which of its tasks changed since then.
+        """
+        started_wall, started = timezone.now(), time.monotonic()
         await self.join_feed()
+        if layer_outages.failed_since(self.checked):
+            await self.sweep(self.checked_wall)
         await self.catch_up(dict(self.streams))
+        self.checked_wall, self.checked = started_wall, started
+
+    async def sweep(self, since: datetime) -> None:
+        """Send the changes the database holds, at or after ``since``, of this feed's tasks."""
+        changed = await queries.updated_since(self.viewer, since, MAX_TRACKED_TASKS)
+        async with self.lock:
+            for document in changed:
+                await self.deliver_task(self.stream_for(document), for_push(document))
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -7,11 +7,13 @@ through these helpers for the reading, so a handler stays a few lines of protoco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
 
 from taskstore import permissions, states
+from taskstore.documents import task_document
 from taskstore.groups import group_document
 from taskstore.models import GroupRecord, TaskRecord
 from taskstore.permissions import Viewer
@@ -72,3 +74,14 @@ def newer_groups(held: dict[str, int]) -> list[dict[str, Any]]:
         return []
     groups = GroupRecord.objects.filter(group_id__in=list(held))
     return [group_document(g) for g in groups if g.version > held[g.group_id]]
+
+
+@database_sync_to_async
+def updated_since(viewer: Viewer, moment: datetime, limit: int) -> list[dict[str, Any]]:
+    """The current documents of the tasks a feed of ``viewer`` shows that changed at or after
+    ``moment``, oldest change first, at most ``limit`` of them (the most recent ones)."""
+    tasks = TaskRecord.objects.filter(date_updated__gte=moment)
+    if not viewer.staff:
+        tasks = tasks.filter(owner_id=viewer.user_id)
+    recent = list(tasks.order_by("-date_updated")[:limit])
+    return [task_document(record) for record in reversed(recent)]

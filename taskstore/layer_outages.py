@@ -30,12 +30,19 @@ CANCEL_GRACE = 1.0
 WARN_EVERY = 10.0
 
 _last_warning = 0.0
+_last_failure = float("-inf")
+
+
+def failed_since(moment: float) -> bool:
+    """Whether a layer call of this process failed after ``moment`` (``time.monotonic()``)."""
+    return _last_failure > moment
 
 
 def report(what: str, error: BaseException) -> None:
-    """Log a failed layer call, as a warning at most once per WARN_EVERY seconds."""
-    global _last_warning
+    """Note a failed layer call and log it, as a warning at most once per WARN_EVERY seconds."""
+    global _last_warning, _last_failure
     now = time.monotonic()
+    _last_failure = now
     if now - _last_warning >= WARN_EVERY:
         _last_warning = now
         logger.warning(

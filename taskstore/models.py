@@ -58,6 +58,8 @@ class TaskRecord(models.Model):
             models.Index(fields=["task_name", "-date_created"], name="taskstore_task_name_idx"),
             models.Index(fields=["group_id"], name="taskstore_task_group_idx"),
             models.Index(fields=["date_done"], name="taskstore_task_done_idx"),
+            # What changed since a moment: a feed's catch-up after a channel-layer outage.
+            models.Index(fields=["date_updated"], name="taskstore_task_updated_idx"),
         ]
 
     def __str__(self) -> str:

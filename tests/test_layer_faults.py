@@ -10,8 +10,10 @@ from uuid import uuid4
 
 import pytest
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.contrib.auth.models import User
 
 import taskstore
+from consumers.feed import FeedConsumer
 from taskstore import addressing, layer_outages
 from taskstore.tokens import make_token
 from tests.test_ws_protocol import frames_until, record_async, socket, still_serving, transitions
@@ -144,3 +146,20 @@ async def test_wait_resolves_while_the_layer_is_down(flaky_layer: type[FlakyLaye
         await record_async(transition)
     document = await waiter
     assert (document["state"], document["version"]) == ("SUCCESS", len(steps))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+async def test_feeds_hear_of_tasks_that_ran_while_the_layer_was_down(flaky_layer: type[FlakyLayer]) -> None:
+    alice = await User.objects.acreate(username="alice")
+    bob = await User.objects.acreate(username="bob")
+    hers, his = str(uuid4()), str(uuid4())
+    async with socket(alice, FeedConsumer, "/ws/feed/") as ws:
+        # Both tasks run from start to end while the feed can hear nothing through the layer.
+        for transition in transitions(his, owner_id=bob.pk) + transitions(hers, owner_id=alice.pk):
+            await record_async(transition)
+        frames = await frames_until(ws, lambda f: f["state"] == "SUCCESS")
+        assert {f["task_id"] for f in frames} == {hers}
+        assert [f["version"] for f in frames] == list(range(1, len(transitions(hers)) + 1))
+        assert await ws.receive_nothing(timeout=0.3)
+        await still_serving(ws)

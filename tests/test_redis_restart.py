@@ -1,7 +1,7 @@
 """A Redis restart in the middle of a task loses no state and closes no socket: the worker keeps
 recording, its publisher retries, each socket's periodic check reads what the layer cannot
-deliver from the database, and every subscriber ends with every version once, in order,
-through SUCCESS.
+deliver from the database, and every subscriber (task subscriptions and a staff feed) ends with
+every version once, in order, through SUCCESS.
 
 The test runs its own redis-server, so restarting it disturbs nothing else."""
 
@@ -17,10 +17,11 @@ from uuid import uuid4
 import pytest
 import websockets
 from celery import Celery
+from django.contrib.auth.models import User
 
 from taskstore.models import TaskRecord
 from taskstore.tokens import make_token
-from tests.live.client import off_loop
+from tests.live.client import off_loop, session_cookie, websocket
 from tests.support.processes import (
     ManagedProcess,
     celery_worker,
@@ -79,6 +80,16 @@ async def _follow(port: int, task_id: str, frames: list[dict[str, Any]]) -> None
     raise AssertionError(f"the socket closed after version {frames[-1]['version'] if frames else 0}")
 
 
+async def _watch_feed(
+    port: int, cookie: str, task_id: str, frames: list[dict[str, Any]], opened: asyncio.Event
+) -> None:
+    """A staff feed, open before the task is sent, collecting the task's updates to its end."""
+    async with websocket(port, "/ws/feed/", cookie=cookie) as feed:
+        await feed.still_serving()  # answered only once the feed has joined its group
+        opened.set()
+        frames.extend(await feed.until_terminal(task_id, timeout=90))
+
+
 def _version(task_id: str) -> int:
     return TaskRecord.objects.get(task_id=task_id).version
 
@@ -87,13 +98,19 @@ async def test_a_redis_restart_mid_task_keeps_sockets_open_and_loses_nothing(
     private_stack: dict[str, Any],
 ) -> None:
     task_id = str(uuid4())
+    staff = await off_loop(lambda: User.objects.create_user("staff", is_staff=True))
+    cookie = await off_loop(session_cookie, staff)
+    fed: list[dict[str, Any]] = []
+    opened = asyncio.Event()
+    following = [asyncio.create_task(_watch_feed(private_stack["web_port"], cookie, task_id, fed, opened))]
+    await asyncio.wait_for(opened.wait(), 30)
     # Not the current app: later tests must keep sending through the project's app.
     sender = Celery("sender", broker=private_stack["url"], set_as_current=False)
     sender.conf.update(task_serializer="json", accept_content=["json"])
     await off_loop(sender.send_task, "realtime.tasks.progress", args=(STEPS, 0.1), task_id=task_id)
 
     early: list[dict[str, Any]] = []
-    following = [asyncio.create_task(_follow(private_stack["web_port"], task_id, early))]
+    following.append(asyncio.create_task(_follow(private_stack["web_port"], task_id, early)))
 
     def progressed() -> bool:
         state = TaskRecord.objects.filter(task_id=task_id).values_list("state", flat=True).first()
@@ -123,7 +140,7 @@ async def test_a_redis_restart_mid_task_keeps_sockets_open_and_loses_nothing(
 
     final = await off_loop(lambda: TaskRecord.objects.get(task_id=task_id))
     assert final.state == "SUCCESS"
-    for frames in (early, late):
+    for frames in (early, late, fed):
         versions = [f["version"] for f in frames]
         assert versions == list(range(1, final.version + 1)), versions
         assert frames[-1]["result"] == STEPS
