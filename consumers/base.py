@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -37,7 +38,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     frame_types: frozenset[str] = frozenset({"ping"})
     reconciler: asyncio.Task[None] | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: layer_outages.Receive, send: Any) -> None:
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any
+    ) -> None:
         """Serve one socket; however that ends (a disconnect or an error), end its periodic check."""
         try:
             await super().__call__(scope, receive, send)
