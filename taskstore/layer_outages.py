@@ -13,11 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+T = TypeVar("T")
 
 # Pauses between attempts to receive from a failing layer.
 RECEIVE_RETRY_FIRST = 0.5
@@ -58,26 +59,15 @@ def report(what: str, error: BaseException) -> None:
 def tolerant(receive: Receive) -> Receive:
     """Wrap a layer ``receive`` so that layer errors are waited out, not raised.
 
-    Each receive runs as a task of its own that the caller only waits on. A cancelled caller (a
-    socket closing, a timeout) cancels the receive and waits for it to wind down, which keeps the
-    layer's bookkeeping in order before the next receive on the same channel, but for
-    CANCEL_GRACE seconds at most: a blocking Redis read that swallowed the cancellation would
-    otherwise keep a consumer, and its open socket, alive forever.
+    A cancelled caller (a socket closing, a timeout) cancels the receive and waits for it to wind
+    down, which keeps the layer's bookkeeping in order before the next receive on the same
+    channel, but for CANCEL_GRACE seconds at most (see :func:`apart`).
     """
 
     async def next_message() -> dict[str, Any]:
         delay = RECEIVE_RETRY_FIRST
         while True:
-            attempt = asyncio.ensure_future(receive())
-            attempt.add_done_callback(_retrieve)
-            try:
-                await asyncio.wait({attempt})
-            except asyncio.CancelledError:
-                attempt.cancel()
-                await asyncio.wait({attempt}, timeout=CANCEL_GRACE)
-                raise
-            if attempt.cancelled():
-                raise asyncio.CancelledError
+            attempt = await apart(receive(), grace=CANCEL_GRACE)
             error = attempt.exception()
             if error is None:
                 return attempt.result()
@@ -88,6 +78,30 @@ def tolerant(receive: Receive) -> Receive:
     return next_message
 
 
+async def apart(call: Awaitable[T], grace: float = 0.0) -> asyncio.Future[T]:
+    """Run a layer call as a task of its own and return it, finished (with a result or an error).
+
+    The caller only waits on the task, so cancelling the caller always works. Awaiting the call
+    directly would not be enough: on Python 3.11, ``asyncio.wait_for`` loses a cancellation that
+    arrives as the operation it waits on completes (CPython gh-86296), and redis-py sends every
+    command through it when ``socket_timeout`` is set. A lost cancellation left a consumer
+    waiting forever on a receive that went on reading, and its socket open with nothing behind
+    it. A cancelled caller gives the call ``grace`` seconds to wind down, then leaves it.
+    """
+    attempt = asyncio.ensure_future(call)
+    attempt.add_done_callback(_retrieve)
+    try:
+        await asyncio.wait({attempt})
+    except asyncio.CancelledError:
+        attempt.cancel()
+        if grace > 0:
+            await asyncio.wait({attempt}, timeout=grace)
+        raise
+    if attempt.cancelled():
+        raise asyncio.CancelledError
+    return attempt
+
+
 def _retrieve(task: asyncio.Future[Any]) -> None:
     # Marks an abandoned attempt's error as seen, so asyncio does not log it a second time.
     if not task.cancelled():
@@ -95,7 +109,7 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 
 
 async def in_turn(calls: Iterable[Awaitable[Any]], what: str) -> int:
-    """Await layer calls one after another; report failures and return how many failed.
+    """Make layer calls one after another (each :func:`apart`); report failures, return how many.
 
     Not ``gather``: channels-redis opens a Redis connection for every call in flight at once, and
     opening a hundred of them at the same moment stalls the event loop for every socket of the
@@ -103,11 +117,8 @@ async def in_turn(calls: Iterable[Awaitable[Any]], what: str) -> int:
     """
     failed = 0
     for call in calls:
-        try:
-            await call
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
+        error = (await apart(call)).exception()
+        if error is not None:
             failed += 1
             report(what, error)
     return failed

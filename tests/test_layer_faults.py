@@ -4,6 +4,7 @@ subscribers up to date from the database (taskstore.layer_outages)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
@@ -95,6 +96,25 @@ async def test_cancelling_returns_even_when_the_layer_swallows_the_cancellation(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(waiting, 2)
     await asyncio.wait_for(swallowed.wait(), 2)
+    release.set()
+
+
+async def test_cancelling_a_join_reaches_the_caller_even_when_the_call_swallows_it() -> None:
+    release = asyncio.Event()
+
+    async def stubborn_join() -> None:
+        # Lose the cancellation, as Python 3.11's wait_for does when its operation completes
+        # just as it is cancelled.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        await release.wait()
+
+    caller = asyncio.create_task(layer_outages.in_turn([stubborn_join()], "join"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(caller, 2)
     release.set()
 
 
