@@ -85,6 +85,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             "leave groups",
         )
 
+    async def join(self, group: str) -> None:
+        """Join a channel-layer group. If the layer fails, the periodic check joins again."""
+        await layer_outages.in_turn([self.channel_layer.group_add(group, self.channel_name)], "join")
+
+    async def leave(self, group: str) -> None:
+        """Leave a channel-layer group. If the layer fails, the membership expires on its own."""
+        await layer_outages.in_turn([self.channel_layer.group_discard(group, self.channel_name)], "leave")
+
     def stop_reconciler(self) -> None:
         """Cancel the periodic check, if it runs."""
         if self.reconciler is not None:

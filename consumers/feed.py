@@ -41,15 +41,8 @@ class FeedConsumer(LiveConsumer):
         # When the last periodic check began (wall clock and monotonic).
         self.checked_wall, self.checked = timezone.now(), time.monotonic()
         self.feed_group = addressing.FEED_STAFF if self.viewer.staff else addressing.feed_user(user_id)
-        await self.join_feed()
+        await self.join(self.feed_group)
         return True
-
-    async def join_feed(self) -> None:
-        """Join the feed's group (again); a layer failure is left to the next periodic check."""
-        if self.feed_group:
-            await layer_outages.in_turn(
-                [self.channel_layer.group_add(self.feed_group, self.channel_name)], "join feed"
-            )
 
     def layer_groups(self) -> list[str]:
         """The one feed group this socket is in."""
@@ -90,7 +83,8 @@ class FeedConsumer(LiveConsumer):
         database which of its tasks changed since then.
         """
         started_wall, started = timezone.now(), time.monotonic()
-        await self.join_feed()
+        if self.feed_group:
+            await self.join(self.feed_group)
         if layer_outages.failed_since(self.checked):
             await self.sweep(self.checked_wall)
         await self.catch_up(dict(self.streams))

@@ -68,7 +68,7 @@ class TaskConsumer(LiveConsumer):
         # through the layer, and one committed before it is in what the read returns. If the
         # layer is down the subscription still opens from the database; the periodic check
         # joins later and sends what the layer missed.
-        await layer_outages.in_turn([self.channel_layer.group_add(group, self.channel_name)], "subscribe")
+        await self.join(group)
         opening = await queries.open_task(self.viewer, task_id, token, since)
         if opening is None:
             if task_id not in self.task_streams:
@@ -82,7 +82,7 @@ class TaskConsumer(LiveConsumer):
 
     async def _subscribe_group(self, group_id: str, token: str | None) -> None:
         group = addressing.group_group(group_id)
-        await layer_outages.in_turn([self.channel_layer.group_add(group, self.channel_name)], "subscribe")
+        await self.join(group)
         document = await queries.open_group(self.viewer, group_id, token)
         if document is None:
             if group_id not in self.group_streams:
@@ -105,12 +105,6 @@ class TaskConsumer(LiveConsumer):
                     return
                 group = addressing.group_group(identifier)
             await self.leave(group)
-
-    async def leave(self, group: str) -> None:
-        """Leave a channel-layer group; if the layer fails, the membership expires on its own."""
-        await layer_outages.in_turn(
-            [self.channel_layer.group_discard(group, self.channel_name)], "unsubscribe"
-        )
 
     # --- channel-layer messages ------------------------------------------------------------------
 
