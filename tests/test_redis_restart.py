@@ -1,7 +1,8 @@
 """A Redis restart in the middle of a task loses no state and closes no socket: the worker keeps
 recording, its publisher retries, each socket's periodic check reads what the layer cannot
 deliver from the database, and every subscriber (task subscriptions and a staff feed) ends with
-every version once, in order, through SUCCESS.
+every version once, in order, through SUCCESS. A ``taskstore.wait`` listening across the
+restart returns the final document.
 
 The test runs its own redis-server, so restarting it disturbs nothing else."""
 
@@ -19,6 +20,8 @@ import websockets
 from celery import Celery
 from django.contrib.auth.models import User
 
+import taskstore
+from realtime.settings import redis_layer_host
 from taskstore.models import TaskRecord
 from taskstore.tokens import make_token
 from tests.live.client import off_loop, session_cookie, websocket
@@ -95,8 +98,16 @@ def _version(task_id: str) -> int:
 
 
 async def test_a_redis_restart_mid_task_keeps_sockets_open_and_loses_nothing(
-    private_stack: dict[str, Any],
+    private_stack: dict[str, Any], settings: Any
 ) -> None:
+    # taskstore.wait, here in the test process, listens on the same private Redis.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_layer_host(private_stack["url"])]},
+        }
+    }
+    settings.TASKSTORE_RECONCILE_INTERVAL = 0.5
     task_id = str(uuid4())
     staff = await off_loop(lambda: User.objects.create_user("staff", is_staff=True))
     cookie = await off_loop(session_cookie, staff)
@@ -117,6 +128,7 @@ async def test_a_redis_restart_mid_task_keeps_sockets_open_and_loses_nothing(
         return state == "PROGRESS"
 
     await off_loop(wait_for, progressed, 30, "the task to report progress")
+    waiter = asyncio.create_task(taskstore.wait(task_id, timeout=90))
     private_stack["redis"].stop()
 
     # While Redis is down the task goes on, the database keeps recording, and the open socket
@@ -137,6 +149,7 @@ async def test_a_redis_restart_mid_task_keeps_sockets_open_and_loses_nothing(
 
     private_stack["redis"] = _redis(private_stack["redis_port"])
     await asyncio.gather(*following)
+    waited = await waiter
 
     final = await off_loop(lambda: TaskRecord.objects.get(task_id=task_id))
     assert final.state == "SUCCESS"
@@ -144,5 +157,7 @@ async def test_a_redis_restart_mid_task_keeps_sockets_open_and_loses_nothing(
         versions = [f["version"] for f in frames]
         assert versions == list(range(1, final.version + 1)), versions
         assert frames[-1]["result"] == STEPS
+    # And a wait() that was listening when Redis went away still returns the final document.
+    assert (waited["state"], waited["version"], waited["result"]) == ("SUCCESS", final.version, STEPS)
     web_log = private_stack["web"].output()
     assert "Exception inside application" not in web_log, web_log[-3000:]
