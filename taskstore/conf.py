@@ -28,7 +28,16 @@ DEFAULTS: dict[str, Any] = {
     "TASKSTORE_RECONCILE_INTERVAL": 5.0,
     # Seconds a write keeps retrying on database errors (terminal states keep trying longest).
     "TASKSTORE_WRITE_RETRY_SECONDS": 30.0,
+    # Path under which the project routes taskstore's sockets (taskstore.routing): "ws/" serves
+    # /ws/tasks/ and /ws/feed/. The admin's live list and the pages read it to find the feed.
+    "TASKSTORE_WEBSOCKET_PREFIX": "ws/",
 }
+
+
+def websocket_path(name: str) -> str:
+    """The absolute path of one of taskstore's sockets (``"tasks"`` or ``"feed"``)."""
+    prefix = str(get("TASKSTORE_WEBSOCKET_PREFIX")).strip("/")
+    return f"/{prefix}/{name}/" if prefix else f"/{name}/"
 
 
 def get(name: str) -> Any:
