@@ -11,9 +11,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from consumers.origin import OriginValidator  # noqa: E402
 from routing import websocket_urlpatterns  # noqa: E402
-from taskstore.asgi import BindPublisherLoop  # noqa: E402
+from taskstore.asgi import BindPublisherLoop, OriginValidator  # noqa: E402
 
 # BindPublisherLoop wraps everything: it tells the publisher which loop to send from, which
 # the in-memory channel layer needs. The origin check runs first, before any session lookup.

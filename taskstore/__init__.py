@@ -10,7 +10,7 @@ __all__ = ["check_token", "make_token", "owned_by", "wait"]
 async def wait(task_id: str, timeout: float | None = None) -> dict[str, Any]:
     """Wait on the channel layer for the task's terminal document and return it.
 
-    Raises ``TimeoutError`` when ``timeout`` seconds pass first.
+    Raises ``asyncio.TimeoutError`` (the builtin ``TimeoutError`` since Python 3.11) when ``timeout`` seconds pass first.
     """
     from taskstore.waiting import wait as _wait
 

@@ -1,11 +1,18 @@
-"""ASGI helpers for the taskstore."""
+"""ASGI pieces a project wraps its application in (docs/install.md).
+
+* :class:`OriginValidator` refuses WebSocket handshakes from foreign pages (taskstore.origin);
+* :class:`BindPublisherLoop` tells the publisher which event loop the server runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from taskstore.origin import OriginValidator
 from taskstore.publisher import publisher
+
+__all__ = ["BindPublisherLoop", "OriginValidator"]
 
 
 class BindPublisherLoop:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from taskstore import conf
@@ -15,7 +15,7 @@ STAFF_FIELDS = ("traceback", "args", "kwargs")
 
 def _iso(value: datetime | None) -> str | None:
     # Always with microseconds and "Z": the database renders event documents the same way.
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
 
 
 def task_document(record: TaskRecord) -> dict[str, Any]:

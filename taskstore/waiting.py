@@ -18,7 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from taskstore import addressing, conf, layer_outages, states
+from taskstore import addressing, compat, conf, layer_outages, states
 from taskstore.documents import for_viewer, task_document
 from taskstore.models import TaskRecord
 from taskstore.recorder import MESSAGE_TASK
@@ -34,7 +34,7 @@ async def wait(task_id: str, timeout: float | None = None) -> dict[str, Any]:
     """Return the task's terminal document (``SUCCESS``, ``FAILURE``, ``REVOKED``, ``REJECTED``).
 
     The document is the whole one, staff fields included (this is server code), without the
-    internal owner id. Raises ``TimeoutError`` when ``timeout`` seconds pass first.
+    internal owner id. Raises ``asyncio.TimeoutError`` (the builtin ``TimeoutError`` since Python 3.11) when ``timeout`` seconds pass first.
     """
     layer = get_channel_layer()
     if layer is None:
@@ -43,7 +43,7 @@ async def wait(task_id: str, timeout: float | None = None) -> dict[str, Any]:
     group = addressing.task_group(task_id)
     join = functools.partial(layer.group_add, group, channel)
     receive = layer_outages.tolerant(functools.partial(layer.receive, channel))
-    async with asyncio.timeout(timeout):
+    async with compat.timeout(timeout):
         # A layer that is down delays the answer (the periodic read still finds it), never fails it.
         await layer_outages.in_turn([join()], "wait")
         try:
@@ -63,7 +63,7 @@ async def _listen(
         if document is not None:
             return document
         try:
-            async with asyncio.timeout(interval):
+            async with compat.timeout(interval):
                 while True:
                     message = await receive()
                     pushed = message.get("document") or {}
@@ -75,7 +75,7 @@ async def _listen(
                         if pushed.get("result_truncated"):
                             break  # the push left the result out: read the whole document
                         return for_viewer(pushed, staff=True)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11
             # Quiet for a whole interval: refresh the membership (lost if Redis restarted)
             # and look at the database once.
             await layer_outages.in_turn([join()], "wait")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import websockets
 
+from taskstore import compat
 from tests.support.processes import ROOT, ManagedProcess, free_port, port_open
 
 pytestmark = pytest.mark.slow
@@ -71,7 +72,7 @@ async def test_a_task_runs_and_its_states_are_pushed(embedded: int) -> None:
             )
         )
         frames = []
-        async with asyncio.timeout(30):
+        async with compat.timeout(30):
             while not frames or frames[-1]["state"] != "SUCCESS":
                 frame = json.loads(await ws.recv())
                 assert frame["type"] == "task.update", frame

@@ -14,8 +14,8 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.contrib.auth.models import User
 
 import taskstore
-from consumers.feed import FeedConsumer
-from taskstore import addressing, layer_outages
+from taskstore import addressing, compat, layer_outages
+from taskstore.consumers.feed import FeedConsumer
 from taskstore.tokens import make_token
 from tests.test_ws_protocol import frames_until, record_async, socket, still_serving, transitions
 
@@ -145,7 +145,7 @@ async def test_subscribers_are_served_from_the_database_while_the_layer_is_down(
         # Back up, the periodic check joins the task's group again: live delivery resumes.
         flaky_layer.down = False
         joined = get_channel_layer().groups
-        async with asyncio.timeout(5):
+        async with compat.timeout(5):
             while not joined.get(addressing.task_group(task_id)):
                 await asyncio.sleep(0.02)
         for transition in steps[4:]:

@@ -18,7 +18,7 @@ async def test_an_idle_channel_read_outlives_the_redis_client_timeout(redis_url:
     channel = await layer.new_channel()
     # Longer than redis-py 8's default 5 s read timeout and channels-redis' 5 s blocking read:
     # only asyncio's own deadline may end this wait.
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(layer.receive(channel), timeout=7)
     await layer.send(channel, {"type": "still.here"})
     assert await asyncio.wait_for(layer.receive(channel), timeout=5) == {"type": "still.here"}

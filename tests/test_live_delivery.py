@@ -168,7 +168,7 @@ async def test_subscribing_after_the_end_gets_the_final_state_or_every_version_s
             7,
             3,
         )
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):
             await socket.receive(timeout=0.3)
     async with websocket(port) as socket:
         await socket.send(subscribe(task_id, since=2))

@@ -22,6 +22,7 @@ from django.contrib.auth.models import User
 
 import taskstore
 from realtime.settings import redis_layer_host
+from taskstore import compat
 from taskstore.models import TaskRecord
 from taskstore.tokens import make_token
 from tests.live.client import off_loop, session_cookie, websocket
@@ -70,16 +71,18 @@ async def _follow(port: int, task_id: str, frames: list[dict[str, Any]]) -> None
 
     A socket closing on the way fails the test: a layer outage must not close sockets.
     """
-    async with asyncio.timeout(90):
-        async with websockets.connect(f"ws://127.0.0.1:{port}/ws/tasks/", open_timeout=5) as ws:
-            subscribe = {"type": "subscribe", "task_id": task_id, "since": 0, "token": make_token(task_id)}
-            await ws.send(json.dumps(subscribe))
-            async for raw in ws:
-                frame = json.loads(raw)
-                assert frame["type"] == "task.update", frame
-                frames.append(frame)
-                if frame["state"] == "SUCCESS":
-                    return
+    async with (
+        compat.timeout(90),
+        websockets.connect(f"ws://127.0.0.1:{port}/ws/tasks/", open_timeout=5) as ws,
+    ):
+        subscribe = {"type": "subscribe", "task_id": task_id, "since": 0, "token": make_token(task_id)}
+        await ws.send(json.dumps(subscribe))
+        async for raw in ws:
+            frame = json.loads(raw)
+            assert frame["type"] == "task.update", frame
+            frames.append(frame)
+            if frame["state"] == "SUCCESS":
+                return
     raise AssertionError(f"the socket closed after version {frames[-1]['version'] if frames else 0}")
 
 

@@ -76,6 +76,6 @@ async def test_wait_hears_the_channel_layer_rather_than_polling(
 
 async def test_wait_raises_timeout_error() -> None:
     started = time.monotonic()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):
         await taskstore.wait(str(uuid4()), timeout=0.3)
     assert 0.3 <= time.monotonic() - started < 2

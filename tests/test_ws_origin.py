@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from consumers.origin import OriginValidator, origin_allowed
-from consumers.tasks import TaskConsumer
+from taskstore.consumers.tasks import TaskConsumer
+from taskstore.origin import OriginValidator, origin_allowed
 
 
 @pytest.mark.parametrize(

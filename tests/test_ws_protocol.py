@@ -15,11 +15,11 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
-from consumers import codes, queries
-from consumers.delivery import counters
-from consumers.feed import FeedConsumer
-from consumers.tasks import TaskConsumer
 from taskstore import addressing
+from taskstore.consumers import codes, queries
+from taskstore.consumers.delivery import counters
+from taskstore.consumers.feed import FeedConsumer
+from taskstore.consumers.tasks import TaskConsumer
 from taskstore.publisher import publisher
 from taskstore.recorder import Transition, record
 from taskstore.tokens import make_token

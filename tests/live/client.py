@@ -15,6 +15,8 @@ from django.db import connection
 from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 
+from taskstore import compat
+
 T = TypeVar("T")
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED", "REJECTED"}
 
@@ -38,7 +40,7 @@ class Socket:
     ) -> list[dict[str, Any]]:
         """Frames up to and including the first that satisfies ``done``."""
         frames = []
-        async with asyncio.timeout(timeout):
+        async with compat.timeout(timeout):
             while True:
                 frames.append(await self.receive(timeout=timeout))
                 if done(frames[-1]):

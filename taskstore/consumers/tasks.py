@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from itertools import chain
 from typing import Any
 
-from consumers import codes, queries
-from consumers.base import LiveConsumer
-from consumers.delivery import GroupStream, TaskStream, counters
-from consumers.errors import BadRequest, Forbidden, TooManySubscriptions
 from taskstore import addressing, conf, layer_outages
+from taskstore.consumers import codes, queries
+from taskstore.consumers.base import LiveConsumer
+from taskstore.consumers.delivery import GroupStream, TaskStream, counters
+from taskstore.consumers.errors import BadRequest, Forbidden, TooManySubscriptions
 from taskstore.documents import for_push
 from taskstore.permissions import shown_group, valid_id
 

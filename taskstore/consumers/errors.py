@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumers import codes
+from taskstore.consumers import codes
 
 
 class ProtocolError(Exception):

@@ -12,11 +12,11 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from consumers import codes, queries
-from consumers.delivery import TaskStream, counters
-from consumers.errors import BadRequest, ProtocolError, RateLimited
-from consumers.limits import FrameLimiter, Verdict
 from taskstore import conf, layer_outages
+from taskstore.consumers import codes, queries
+from taskstore.consumers.delivery import TaskStream, counters
+from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
+from taskstore.consumers.limits import FrameLimiter, Verdict
 from taskstore.documents import for_push
 from taskstore.permissions import Viewer, shown_task
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from consumers import codes, queries
-from consumers.base import LiveConsumer
-from consumers.delivery import TaskStream
 from taskstore import addressing, layer_outages
+from taskstore.consumers import codes, queries
+from taskstore.consumers.base import LiveConsumer
+from taskstore.consumers.delivery import TaskStream
 from taskstore.documents import for_push
 from taskstore.permissions import may_see_owned
 

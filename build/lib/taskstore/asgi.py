@@ -1,0 +1,34 @@
+"""ASGI pieces a project wraps its application in (docs/install.md).
+
+* :class:`OriginValidator` refuses WebSocket handshakes from foreign pages (taskstore.origin);
+* :class:`BindPublisherLoop` tells the publisher which event loop the server runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from taskstore.origin import OriginValidator
+from taskstore.publisher import publisher
+
+__all__ = ["BindPublisherLoop", "OriginValidator"]
+
+
+class BindPublisherLoop:
+    """Wraps an ASGI app so the publisher sends from the server's event loop.
+
+    An in-memory channel layer only works from the loop its consumers run on, and with Redis
+    it saves a second connection pool per process.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._bound: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop is not self._bound:
+            publisher.bind_loop(loop)
+            self._bound = loop
+        return await self.app(scope, receive, send)

@@ -1,0 +1,250 @@
+"""What both consumers share: frame limits, error frames, and task delivery without gaps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from taskstore import conf, layer_outages
+from taskstore.consumers import codes, queries
+from taskstore.consumers.delivery import TaskStream, counters
+from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
+from taskstore.consumers.limits import FrameLimiter, Verdict
+from taskstore.documents import for_push
+from taskstore.permissions import Viewer, shown_task
+
+logger = logging.getLogger(__name__)
+
+# Longest pause between periodic checks after repeated failures (Redis or the database away).
+MAX_RECONCILE_BACKOFF = 60.0
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """A JSON WebSocket consumer with the protocol's limits and a periodic check.
+
+    Client frames are dispatched to the method named after their ``type`` (listed in
+    ``frame_types``); channel-layer messages to ``taskstore_task`` and ``taskstore_group``.
+    Subclasses implement ``opened`` (after the accept) and ``reconcile`` (every
+    TASKSTORE_RECONCILE_INTERVAL seconds while the socket is open).
+    """
+
+    frame_types: frozenset[str] = frozenset({"ping"})
+    reconciler: asyncio.Task[None] | None = None
+
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any
+    ) -> None:
+        """Serve one socket; however that ends (a disconnect or an error), end its periodic check."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.stop_reconciler()
+
+    @property
+    def channel_receive(self) -> layer_outages.Receive:
+        """What Channels' dispatch loop awaits for layer messages: the layer's receive, made
+        to wait out layer failures instead of ending the consumer (see taskstore.layer_outages)."""
+        return self._tolerant_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: layer_outages.Receive) -> None:
+        # AsyncConsumer.__call__ assigns the layer's own receive here, then reads it back.
+        self._tolerant_receive = layer_outages.tolerant(receive)
+
+    async def connect(self) -> None:
+        """Accept the socket and set up its limits."""
+        self.viewer = Viewer.of(self.scope.get("user"))
+        self.max_frame_bytes = int(conf.get("TASKSTORE_MAX_FRAME_BYTES"))
+        self.limiter = FrameLimiter(conf.get("TASKSTORE_RATE_LIMIT"), conf.get("TASKSTORE_RATE_BURST"))
+        # Serialises sending between the handlers and the periodic check, so each stream's
+        # versions leave in order.
+        self.lock = asyncio.Lock()
+        self.closing = False
+        await self.accept()
+        if await self.opened():
+            self.reconciler = asyncio.create_task(self._reconcile_loop())
+
+    async def opened(self) -> bool:
+        """Called once the socket is accepted; return False after closing it."""
+        return True
+
+    async def disconnect(self, code: int) -> None:
+        """Stop the periodic check and leave every channel-layer group."""
+        self.closing = True
+        self.stop_reconciler()
+        # A failed discard costs little: memberships expire on their own (group_expiry).
+        await layer_outages.in_turn(
+            (self.channel_layer.group_discard(g, self.channel_name) for g in self.layer_groups()),
+            "leave groups",
+        )
+
+    async def join(self, group: str) -> None:
+        """Join a channel-layer group. If the layer fails, the periodic check joins again."""
+        await layer_outages.in_turn([self.channel_layer.group_add(group, self.channel_name)], "join")
+
+    async def leave(self, group: str) -> None:
+        """Leave a channel-layer group. If the layer fails, the membership expires on its own."""
+        await layer_outages.in_turn([self.channel_layer.group_discard(group, self.channel_name)], "leave")
+
+    def stop_reconciler(self) -> None:
+        """Cancel the periodic check, if it runs."""
+        if self.reconciler is not None:
+            self.reconciler.cancel()
+
+    def layer_groups(self) -> list[str]:
+        """The channel-layer groups this socket is in."""
+        return []
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Call the handler for ``message``.
+
+        Channels' own dispatch closes stale database connections before every message, one
+        thread hop per live update. The handlers here touch the database only through
+        ``database_sync_to_async`` helpers, which do that cleanup themselves, so the hot path
+        skips it.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # --- client frames -------------------------------------------------------------------------
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """Check one client frame against the limits, then hand it to its handler."""
+        if self.closing:
+            return
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > self.max_frame_bytes:
+            await self.shut(codes.CLOSE_FRAME_TOO_LARGE)
+            return
+        verdict = self.limiter.take()
+        if verdict is Verdict.CLOSE:
+            await self.shut(codes.CLOSE_FLOODING)
+            return
+        try:
+            if verdict is Verdict.REFUSE:
+                raise RateLimited("Too many frames: slow down.")
+            frame = self.parse(text_data)
+            await getattr(self, frame["type"])(frame)
+        except ProtocolError as error:
+            await self.send_json(
+                {"type": codes.ERROR, "code": error.code, "detail": error.detail, **error.ids}
+            )
+
+    def parse(self, text_data: str | None) -> dict[str, Any]:
+        """The frame as a dict with a known ``type``, or BadRequest."""
+        if text_data is None:
+            raise BadRequest("Frames must be JSON text, not binary.")
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            raise BadRequest("The frame is not valid JSON.") from None
+        if not isinstance(frame, dict):
+            raise BadRequest("A frame must be a JSON object with a 'type'.")
+        kind = frame.get("type")
+        if not isinstance(kind, str) or kind not in self.frame_types:
+            allowed = ", ".join(sorted(self.frame_types))
+            raise BadRequest(f"Unknown frame type {kind!r}: expected one of {allowed}.")
+        return frame
+
+    async def ping(self, frame: dict[str, Any]) -> None:
+        """Answer ``ping`` with ``pong``."""
+        await self.send_json({"type": codes.PONG})
+
+    async def shut(self, code: int) -> None:
+        """Close the socket with ``code`` and ignore whatever the client still sends."""
+        self.closing = True
+        self.stop_reconciler()
+        await self.close(code)
+
+    # --- sending task versions -------------------------------------------------------------------
+
+    async def deliver_task(self, stream: TaskStream, document: dict[str, Any]) -> None:
+        """Send a live ``document`` unless already sent, after any versions it skipped.
+
+        Call with ``self.lock`` held.
+        """
+        version = document["version"]
+        if version <= stream.held:
+            counters["stale"] += 1
+            return
+        if stream.held >= 0 and version > stream.held + 1:
+            missing = await queries.task_events(stream.task_id, stream.held, version - 1)
+            counters["filled"] += len(missing)
+            logger.info(
+                "Filled versions %d-%d of task %s from the database (%d rows): "
+                "the channel layer reordered or dropped them",
+                stream.held + 1,
+                version - 1,
+                stream.task_id,
+                len(missing),
+            )
+            for earlier in missing:
+                await self.send_task(stream, for_push(earlier))
+        await self.send_task(stream, document)
+
+    async def send_task(self, stream: TaskStream, document: dict[str, Any]) -> None:
+        """Send ``document`` (already fit for push) to the client, if it is new to the stream."""
+        if document["version"] <= stream.held:
+            return
+        await self.send_json({"type": codes.TASK_UPDATE, **shown_task(document, self.viewer)})
+        stream.record_sent(document["version"], document["state"])
+
+    async def catch_up(self, streams: dict[str, TaskStream]) -> None:
+        """Send the versions the database holds beyond what each unfinished stream sent.
+
+        One query for all of them, made without holding the lock so live updates keep flowing;
+        only streams found behind are filled, under the lock. This is how a final message the
+        layer lost still arrives.
+        """
+        held = {task_id: s.held for task_id, s in streams.items() if not s.done and s.held >= 0}
+        recorded = await queries.task_versions(list(held))
+        behind = {task_id: version for task_id, version in recorded.items() if version > held[task_id]}
+        if not behind:
+            return
+        async with self.lock:
+            for task_id, version in behind.items():
+                stream = streams.get(task_id)
+                if stream is None or stream.done or version <= stream.held:
+                    continue  # gone, or a live update got there first
+                missing = await queries.task_events(task_id, stream.held, version)
+                counters["reconciled"] += len(missing)
+                logger.info("Sent %d versions of task %s found by the periodic check", len(missing), task_id)
+                for document in missing:
+                    await self.send_task(stream, for_push(document))
+
+    # --- the periodic check ------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Re-join groups and send what the database holds beyond what was sent.
+
+        Runs without ``self.lock``: take it around sending only.
+        """
+
+    async def _reconcile_loop(self) -> None:
+        interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL"))
+        if interval <= 0:
+            return
+        # Spread the checks of sockets opened together.
+        delay = interval * random.uniform(0.5, 1.0)
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = min(delay * 2, MAX_RECONCILE_BACKOFF)
+                logger.exception("The periodic subscription check failed; next try in %.1fs", delay)
+            else:
+                delay = interval

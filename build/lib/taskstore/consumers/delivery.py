@@ -1,0 +1,49 @@
+"""What one socket has sent of each task and group: the state behind the delivery promise.
+
+A task's versions reach a subscription once each, in order, with no gaps (CONTRACT section 9).
+The channel layer gives no such promise: messages from different processes (the web process
+records PENDING, the worker's main process RECEIVED, its pool children the rest) arrive in any
+order, and channels-redis drops messages when a channel is over capacity (its documented
+behaviour, channels_redis #212 and the ASGI spec's at-most-once delivery). So each stream keeps
+the last version it sent: anything at or below it is dropped, and a version that skips ahead
+is preceded by the missing ones, read from the event rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from taskstore import states
+
+# Observable counts for this process (logged too): how often the layer's order or losses had
+# to be made good. "filled" counts versions read from the database to close a gap, "reconciled"
+# versions the periodic check found, "stale" live messages dropped as already sent.
+counters: Counter[str] = Counter()
+
+
+@dataclass
+class TaskStream:
+    """One task as one socket sees it."""
+
+    task_id: str
+    held: int = -1  # the last version sent; -1 before the first
+    done: bool = False  # a terminal state was sent: nothing can follow
+    joined: bool = True  # still in the task's channel-layer group
+
+    def record_sent(self, version: int, state: str) -> None:
+        """Note that ``version`` (in ``state``) went out."""
+        self.held = version
+        self.done = state in states.TERMINAL_STATES
+
+
+@dataclass
+class GroupStream:
+    """One task group as one socket sees it.
+
+    A group document is cumulative (counts of its members by state), so a skipped group version
+    needs no filling: the next document says everything. Older versions are still dropped.
+    """
+
+    group_id: str
+    held: int = -1

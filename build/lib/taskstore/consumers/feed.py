@@ -1,0 +1,108 @@
+"""``/ws/feed/``: every transition of every task the user may see (staff: all; others: their own)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from taskstore import addressing, layer_outages
+from taskstore.consumers import codes, queries
+from taskstore.consumers.base import LiveConsumer
+from taskstore.consumers.delivery import TaskStream
+from taskstore.documents import for_push
+from taskstore.permissions import may_see_owned
+
+logger = logging.getLogger(__name__)
+
+# Tasks a feed remembers versions of; beyond this the oldest are forgotten (a forgotten task's
+# next update is sent as it comes, with no gap check).
+MAX_TRACKED_TASKS = 1000
+
+
+class FeedConsumer(LiveConsumer):
+    """Pushes the feed of a logged-in user; anonymous sockets are accepted and closed with 4401."""
+
+    frame_types = frozenset({"ping"})
+
+    async def opened(self) -> bool:
+        """Join the user's feed (or the staff feed), or close an anonymous socket."""
+        self.streams: OrderedDict[str, TaskStream] = OrderedDict()
+        self.feed_group: str | None = None
+        user_id = self.viewer.user_id
+        if user_id is None:
+            await self.shut(codes.CLOSE_UNAUTHENTICATED)
+            return False
+        self.opened_at = datetime.now().astimezone()
+        # When the last periodic check began (wall clock and monotonic).
+        self.checked_wall, self.checked = timezone.now(), time.monotonic()
+        self.feed_group = addressing.FEED_STAFF if self.viewer.staff else addressing.feed_user(user_id)
+        await self.join(self.feed_group)
+        return True
+
+    def layer_groups(self) -> list[str]:
+        """The one feed group this socket is in."""
+        return [self.feed_group] if self.feed_group else []
+
+    async def taskstore_task(self, message: dict[str, Any]) -> None:
+        """A recorded transition of a task in this feed."""
+        document = message["document"]
+        if not may_see_owned(self.viewer, document.get("owner_id")):
+            return
+        async with self.lock:
+            await self.deliver_task(self.stream_for(document), document)
+
+    async def taskstore_group(self, message: dict[str, Any]) -> None:
+        """Feeds carry tasks only; group documents are ignored."""
+
+    def stream_for(self, document: dict[str, Any]) -> TaskStream:
+        """The stream of the document's task, new ones starting where the feed began."""
+        task_id = document["task_id"]
+        stream = self.streams.get(task_id)
+        if stream is not None:
+            self.streams.move_to_end(task_id)
+            return stream
+        # A task created since the feed opened is shown from version 1 (earlier versions that
+        # arrive late or not at all are filled); an older one from the version that came first.
+        created = parse_time(document.get("date_created"))
+        start = 0 if created is not None and created >= self.opened_at else document["version"] - 1
+        stream = self.streams[task_id] = TaskStream(task_id, held=start, joined=False)
+        if len(self.streams) > MAX_TRACKED_TASKS:
+            self.streams.popitem(last=False)
+        return stream
+
+    async def reconcile(self) -> None:
+        """Refresh the feed's group membership and send versions the layer lost.
+
+        A feed learns of a task from the layer, so while the layer fails it would not hear of
+        tasks it has not seen yet: after any failure since the previous check, it also asks the
+        database which of its tasks changed since then.
+        """
+        started_wall, started = timezone.now(), time.monotonic()
+        if self.feed_group:
+            await self.join(self.feed_group)
+        if layer_outages.failed_since(self.checked):
+            await self.sweep(self.checked_wall)
+        await self.catch_up(dict(self.streams))
+        self.checked_wall, self.checked = started_wall, started
+
+    async def sweep(self, since: datetime) -> None:
+        """Send the changes the database holds, at or after ``since``, of this feed's tasks."""
+        changed = await queries.updated_since(self.viewer, since, MAX_TRACKED_TASKS)
+        async with self.lock:
+            for document in changed:
+                await self.deliver_task(self.stream_for(document), for_push(document))
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp from a document, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -1,0 +1,87 @@
+"""The consumers' database work, each a small helper run in Django's thread.
+
+Everything the consumers read goes through :mod:`taskstore.permissions` for the checks and
+through these helpers for the reading, so a handler stays a few lines of protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from taskstore import permissions, states
+from taskstore.documents import task_document
+from taskstore.groups import group_document
+from taskstore.models import GroupRecord, TaskRecord
+from taskstore.permissions import Viewer
+
+
+@dataclass
+class Opening:
+    """What a new task subscription sends first, and the version it then holds."""
+
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    version: int = 0
+    done: bool = False  # the task ended at or below ``version``: nothing more will come
+
+
+@database_sync_to_async
+def open_task(viewer: Viewer, task_id: str, token: str | None, since: int | None) -> Opening | None:
+    """The first documents of a task subscription, or None when ``viewer`` may not see the task.
+
+    Without ``since``: the current document. With it: every recorded version above ``since``.
+    """
+    current = permissions.task_for(viewer, task_id, token)
+    if current is None:
+        return None
+    done = current["state"] in states.TERMINAL_STATES
+    if since is None:
+        return Opening([current], current["version"], done)
+    replay = permissions.events_after(task_id, since) if current["version"] > since else []
+    if current["version"] > since and (not replay or replay[-1]["version"] < current["version"]):
+        # Event rows end below the row's version only if they were deleted; the row still counts.
+        replay.append(current)
+    return Opening(replay, max([since, *(d["version"] for d in replay)]), done)
+
+
+@database_sync_to_async
+def open_group(viewer: Viewer, group_id: str, token: str | None) -> dict[str, Any] | None:
+    """The group's current document, or None when ``viewer`` may not see the group."""
+    return permissions.group_for(viewer, group_id, token)
+
+
+@database_sync_to_async
+def task_events(task_id: str, after: int, upto: int) -> list[dict[str, Any]]:
+    """The recorded versions ``after`` < v <= ``upto`` of a task, ascending."""
+    return permissions.events_after(task_id, after, upto)
+
+
+@database_sync_to_async
+def task_versions(task_ids: list[str]) -> dict[str, int]:
+    """The recorded version of each of ``task_ids`` (unrecorded ones are left out): one query."""
+    if not task_ids:
+        return {}
+    return dict(TaskRecord.objects.filter(task_id__in=task_ids).values_list("task_id", "version"))
+
+
+@database_sync_to_async
+def newer_groups(held: dict[str, int]) -> list[dict[str, Any]]:
+    """The current documents of the groups whose version passed the one held."""
+    if not held:
+        return []
+    groups = GroupRecord.objects.filter(group_id__in=list(held))
+    return [group_document(g) for g in groups if g.version > held[g.group_id]]
+
+
+@database_sync_to_async
+def updated_since(viewer: Viewer, moment: datetime, limit: int) -> list[dict[str, Any]]:
+    """The current documents of the tasks a feed of ``viewer`` shows that changed at or after
+    ``moment``, oldest change first, at most ``limit`` of them (the most recent ones)."""
+    tasks = TaskRecord.objects.filter(date_updated__gte=moment)
+    if not viewer.staff:
+        tasks = tasks.filter(owner_id=viewer.user_id)
+    recent = list(tasks.order_by("-date_updated")[:limit])
+    return [task_document(record) for record in reversed(recent)]

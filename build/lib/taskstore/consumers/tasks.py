@@ -1,0 +1,201 @@
+"""``/ws/tasks/``: task and group subscriptions, many on one socket (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from itertools import chain
+from typing import Any
+
+from taskstore import addressing, conf, layer_outages
+from taskstore.consumers import codes, queries
+from taskstore.consumers.base import LiveConsumer
+from taskstore.consumers.delivery import GroupStream, TaskStream, counters
+from taskstore.consumers.errors import BadRequest, Forbidden, TooManySubscriptions
+from taskstore.documents import for_push
+from taskstore.permissions import shown_group, valid_id
+
+logger = logging.getLogger(__name__)
+
+NOT_VISIBLE = "No such {kind}, or you may not see it."
+
+
+class TaskConsumer(LiveConsumer):
+    """Subscriptions to tasks and groups, by id, with ``since`` and tokens."""
+
+    frame_types = frozenset({"subscribe", "unsubscribe", "ping"})
+
+    async def opened(self) -> bool:
+        """Start with no subscriptions."""
+        self.task_streams: dict[str, TaskStream] = {}
+        self.group_streams: dict[str, GroupStream] = {}
+        return True
+
+    def layer_groups(self) -> list[str]:
+        """The groups of every task still running and every group subscribed."""
+        return [addressing.task_group(t) for t, s in self.task_streams.items() if s.joined] + [
+            addressing.group_group(g) for g in self.group_streams
+        ]
+
+    # --- client frames -------------------------------------------------------------------------
+
+    async def subscribe(self, frame: dict[str, Any]) -> None:
+        """Subscribe to a task (optionally ``since`` a version) or a group."""
+        kind, identifier = target(frame)
+        ids = {f"{kind}_id": identifier}
+        token = frame.get("token")
+        if token is not None and not isinstance(token, str):
+            raise BadRequest("'token' must be a string.", **ids)
+        since = frame.get("since")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
+            raise BadRequest("'since' must be a whole number, 0 or more.", **ids)
+        held = self.task_streams if kind == "task" else self.group_streams
+        if identifier not in held and len(self.task_streams) + len(self.group_streams) >= conf.get(
+            "TASKSTORE_MAX_SUBSCRIPTIONS"
+        ):
+            raise TooManySubscriptions(
+                "This socket holds the most subscriptions allowed: unsubscribe from some first.", **ids
+            )
+        async with self.lock:
+            if kind == "task":
+                await self._subscribe_task(identifier, token, since)
+            else:
+                await self._subscribe_group(identifier, token)
+
+    async def _subscribe_task(self, task_id: str, token: str | None, since: int | None) -> None:
+        group = addressing.task_group(task_id)
+        # Join before reading: a transition committed after the read is then sure to arrive
+        # through the layer, and one committed before it is in what the read returns. If the
+        # layer is down the subscription still opens from the database; the periodic check
+        # joins later and sends what the layer missed.
+        await self.join(group)
+        opening = await queries.open_task(self.viewer, task_id, token, since)
+        if opening is None:
+            if task_id not in self.task_streams:
+                await self.leave(group)
+            raise Forbidden(NOT_VISIBLE.format(kind="task"), task_id=task_id)
+        # Subscribing again starts the subscription afresh.
+        stream = self.task_streams[task_id] = TaskStream(task_id)
+        for document in opening.documents:
+            await self.send_task(stream, for_push(document))
+        stream.held, stream.done = opening.version, opening.done
+
+    async def _subscribe_group(self, group_id: str, token: str | None) -> None:
+        group = addressing.group_group(group_id)
+        await self.join(group)
+        document = await queries.open_group(self.viewer, group_id, token)
+        if document is None:
+            if group_id not in self.group_streams:
+                await self.leave(group)
+            raise Forbidden(NOT_VISIBLE.format(kind="group"), group_id=group_id)
+        stream = self.group_streams[group_id] = GroupStream(group_id)
+        await self.send_group(stream, document)
+
+    async def unsubscribe(self, frame: dict[str, Any]) -> None:
+        """End a task or group subscription (a no-op if there is none)."""
+        kind, identifier = target(frame)
+        async with self.lock:
+            if kind == "task":
+                stream = self.task_streams.pop(identifier, None)
+                if stream is None or not stream.joined:
+                    return
+                group = addressing.task_group(identifier)
+            else:
+                if self.group_streams.pop(identifier, None) is None:
+                    return
+                group = addressing.group_group(identifier)
+            await self.leave(group)
+
+    # --- channel-layer messages ------------------------------------------------------------------
+
+    async def taskstore_task(self, message: dict[str, Any]) -> None:
+        """A recorded transition of a task (pushed by the recorder after its commit)."""
+        document = message["document"]
+        stream = self.task_streams.get(document["task_id"])
+        if stream is None:
+            return
+        async with self.lock:
+            await self.deliver_task(stream, document)
+
+    async def taskstore_group(self, message: dict[str, Any]) -> None:
+        """A group's new document (one of its members changed state)."""
+        document = message["document"]
+        stream = self.group_streams.get(document["group_id"])
+        if stream is None:
+            return
+        async with self.lock:
+            await self.send_group(stream, document)
+
+    async def send_group(self, stream: GroupStream, document: dict[str, Any]) -> None:
+        """Send a group document unless an equal or newer version went out already."""
+        if document["version"] <= stream.held:
+            counters["stale"] += 1
+            return
+        await self.send_json({"type": codes.GROUP_UPDATE, **shown_group(document)})
+        stream.held = document["version"]
+
+    # --- the periodic check ----------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Refresh group memberships, then send what the database holds beyond what was sent.
+
+        channels-redis keeps memberships in Redis: a restart loses them and ``group_expiry``
+        ends them. Re-adding is idempotent. Finished tasks leave their group instead. None of
+        this holds the lock, so live updates are not held up by it.
+        """
+        tasks, groups = dict(self.task_streams), set(self.group_streams)
+        running = [t for t, s in tasks.items() if not s.done]
+        finished = [s for s in tasks.values() if s.done and s.joined]
+        await self.memberships(add=running, add_groups=groups, discard=[s.task_id for s in finished])
+        for stream in finished:
+            stream.joined = False
+        # A subscription that ended, or began afresh, while those calls were in flight.
+        await self.memberships(
+            add=[s.task_id for s in finished if self.task_streams.get(s.task_id, s) is not s],
+            discard=[t for t in running if t not in self.task_streams],
+            discard_groups=[g for g in groups if g not in self.group_streams],
+        )
+        await self.catch_up(self.task_streams)
+        newer = await queries.newer_groups({g: s.held for g, s in self.group_streams.items()})
+        if newer:
+            async with self.lock:
+                for document in newer:
+                    group_stream = self.group_streams.get(document["group_id"])
+                    if group_stream is not None:
+                        counters["reconciled"] += 1
+                        await self.send_group(group_stream, document)
+
+    async def memberships(
+        self,
+        add: Iterable[str] = (),
+        add_groups: Iterable[str] = (),
+        discard: Iterable[str] = (),
+        discard_groups: Iterable[str] = (),
+    ) -> None:
+        """Join and leave the channel-layer groups of tasks and task groups, one call at a time.
+
+        Failures are logged, not raised: the database catch-up that follows must still run.
+        """
+        channels, channel = self.channel_layer, self.channel_name
+        await layer_outages.in_turn(
+            chain(
+                (channels.group_add(addressing.task_group(t), channel) for t in add),
+                (channels.group_add(addressing.group_group(g), channel) for g in add_groups),
+                (channels.group_discard(addressing.task_group(t), channel) for t in discard),
+                (channels.group_discard(addressing.group_group(g), channel) for g in discard_groups),
+            ),
+            "refresh memberships",
+        )
+
+
+def target(frame: dict[str, Any]) -> tuple[str, str]:
+    """The ``("task" | "group", id)`` a subscribe or unsubscribe frame names."""
+    task_id, group_id = frame.get("task_id"), frame.get("group_id")
+    if (task_id is None) == (group_id is None):
+        raise BadRequest("Name exactly one of 'task_id' and 'group_id'.")
+    kind, identifier = ("task", task_id) if task_id is not None else ("group", group_id)
+    if not isinstance(identifier, str) or not valid_id(identifier):
+        raise BadRequest(
+            f"Malformed {kind} id: a string of 1-255 characters without spaces or control characters."
+        )
+    return kind, identifier

@@ -1,0 +1,195 @@
+"""Publishing recorded transitions to the channel layer, from any kind of process.
+
+Calling ``async_to_sync(layer.group_send)`` per event from a worker builds a new event loop and
+a new Redis connection pool every time (channels_redis #125, #332). Instead each process sends
+through one long-lived event loop:
+
+* in an ASGI server process, the server's own loop (code running in a ``sync_to_async`` thread
+  knows it; the ASGI application also registers it with :meth:`Publisher.bind_loop`), which an
+  in-memory channel layer requires;
+* anywhere else (Celery worker processes, scripts), one background thread per process.
+
+Messages from one process leave in the order they were published. A send that fails (Redis
+restarting) is retried for a while and then dropped: the database holds every transition, and
+subscribers fill gaps from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+from channels.layers import channel_layers, get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+Message = tuple[str, dict[str, Any]]
+
+SEND_RETRY_SECONDS = 15.0
+
+
+class _Sender:
+    """Drains one loop's queue of message batches, in order."""
+
+    def __init__(self, publisher: Publisher, loop: asyncio.AbstractEventLoop) -> None:
+        self.publisher = publisher
+        self.loop = loop
+        self.queue: asyncio.Queue[list[Message]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    def put(self, batch: list[Message]) -> None:
+        # Runs on self.loop.
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._drain())
+        self.queue.put_nowait(batch)
+
+    async def _drain(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            try:
+                await self._send(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Dropping %d channel-layer messages", len(batch))
+            finally:
+                self.publisher._done(len(batch))
+
+    async def _send(self, batch: list[Message]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        pending = list(batch)
+        delay = 0.1
+        deadline = self.loop.time() + SEND_RETRY_SECONDS
+        while pending:
+            results = await asyncio.gather(
+                *(layer.group_send(group, message) for group, message in pending),
+                return_exceptions=True,
+            )
+            failed = [m for m, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
+            if not failed:
+                return
+            if self.loop.time() >= deadline:
+                raise next(r for r in results if isinstance(r, Exception))
+            logger.warning("group_send failed (%s); retrying", results[0])
+            pending = failed
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class Publisher:
+    """Hands batches of ``(group, message)`` to the channel layer without blocking the caller."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pending = 0
+        self._senders: dict[asyncio.AbstractEventLoop, _Sender] = {}
+        self._home_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._pid = os.getpid()
+        self.published = 0
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send from ``loop`` (an ASGI server's loop) when no closer loop is known."""
+        self._home_loop = loop
+
+    def publish(self, messages: Iterable[Message]) -> None:
+        """Queue ``messages`` for the channel layer; returns at once."""
+        batch = list(messages)
+        if not batch:
+            return
+        self._after_fork()
+        loop = self._target_loop()
+        with self._lock:
+            self._pending += len(batch)
+            self.published += 1
+            sender = self._senders.get(loop)
+            if sender is None:
+                sender = self._senders[loop] = _Sender(self, loop)
+        try:
+            loop.call_soon_threadsafe(sender.put, batch)
+        except RuntimeError:  # the loop closed under us: send from our own thread instead
+            with self._lock:
+                self._senders.pop(loop, None)
+            self._done(len(batch))
+            if loop is self._home_loop:
+                self._home_loop = None
+            self.publish(batch)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued message was sent (or dropped); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout)
+
+    def _done(self, count: int) -> None:
+        with self._idle:
+            self._pending -= count
+            if self._pending <= 0:
+                self._pending = 0
+                self._idle.notify_all()
+
+    def _target_loop(self) -> asyncio.AbstractEventLoop:
+        outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+        if _usable(outer) and getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) == (os.getpid()):
+            return outer  # type: ignore[return-value]
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            return running
+        if _usable(self._home_loop):
+            return self._home_loop  # type: ignore[return-value]
+        return self._own_loop()
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if _usable(self._thread_loop):
+                return self._thread_loop  # type: ignore[return-value]
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            threading.Thread(target=run, name="taskstore-publisher", daemon=True).start()
+            ready.wait()
+            self._thread_loop = loop
+            return loop
+
+    def _after_fork(self) -> None:
+        # A forked child (a prefork pool process) inherits the parent's bookkeeping but not its
+        # threads: start afresh.
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
+            self._idle = threading.Condition(self._lock)
+            self._pending = 0
+            self._senders = {}
+            self._thread_loop = None
+            self._home_loop = None
+            # The parent's layer holds connections bound to loops this process does not run.
+            channel_layers.backends.clear()
+
+
+def _usable(loop: asyncio.AbstractEventLoop | None) -> bool:
+    return loop is not None and not loop.is_closed() and loop.is_running()
+
+
+publisher = Publisher()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if publisher._pid == os.getpid():
+        publisher.flush(timeout=5.0)

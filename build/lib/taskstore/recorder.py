@@ -1,0 +1,243 @@
+"""The recorder: the single write path for task state.
+
+Every source of a transition (the publish signal, worker signals, the result backend, admin
+actions) builds a :class:`Transition` and calls :func:`record`. Each call is one conditional
+upsert of the task row plus an event row, atomically (on PostgreSQL one statement, elsewhere one
+transaction); after the commit the new document is handed to the publisher. The upsert's ``WHERE`` compares lifecycle positions
+(:mod:`taskstore.states`), so concurrent writers in different processes can neither move a task
+backwards nor skip or repeat a version, and a duplicate transition records nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Model
+from django.utils import timezone
+
+from taskstore import addressing, conf, sql, states
+from taskstore.documents import for_push, task_document
+from taskstore.groups import group_document, touch_group
+from taskstore.models import TaskEvent, TaskRecord
+from taskstore.publisher import publisher
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_TASK = "taskstore.task"
+MESSAGE_GROUP = "taskstore.group"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One state change of one task, as a source observed it."""
+
+    task_id: str
+    state: str
+    attempt: int = 0
+    task_name: str = ""
+    result: Any = None
+    progress: Any = None
+    error: dict[str, Any] | None = None
+    traceback: str = ""
+    args: Any = None
+    kwargs: Any = None
+    owner_id: int | None = None
+    group_id: str | None = None
+    parent_id: str | None = None
+    worker: str | None = None
+
+
+class RecordingError(DatabaseError):
+    """The database kept failing and a transition could not be recorded."""
+
+
+def record(transition: Transition) -> dict[str, Any] | None:
+    """Record ``transition``; return the new task document, or None when it was refused.
+
+    A refused transition (a duplicate, or one that would go back in the lifecycle) records
+    nothing and publishes nothing. Database errors are retried on a fresh connection, longest
+    for terminal states, unless the caller holds its own transaction (which cannot be retried).
+    """
+    transition = _ensure_encodable(transition)
+    budget = conf.get("TASKSTORE_WRITE_RETRY_SECONDS")
+    if transition.state not in states.TERMINAL_STATES:
+        budget = min(budget, 5.0)
+    deadline = time.monotonic() + budget
+    delay = 0.05
+    while True:
+        try:
+            return _record_once(transition)
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or time.monotonic() >= deadline:
+                raise
+            # A long-lived worker's connection goes stale (server restart, idle timeout): drop
+            # it so the next try opens a fresh one.
+            logger.warning(
+                "Recording %s for task %s failed (%s); retrying on a fresh connection",
+                transition.state,
+                transition.task_id,
+                exc,
+            )
+            connection.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def _ensure_encodable(transition: Transition) -> Transition:
+    """Turn a result that JSON cannot encode into a FAILURE that says so."""
+    if transition.args is not None and not _encodes(transition.args):
+        transition = replace(transition, args=repr(transition.args))
+    if transition.kwargs is not None and not _encodes(transition.kwargs):
+        transition = replace(transition, kwargs=repr(transition.kwargs))
+    if transition.progress is not None and not _encodes(transition.progress):
+        transition = replace(transition, progress={"unencodable": repr(transition.progress)[:1000]})
+    if transition.result is not None and not _encodes(transition.result):
+        kind = type(transition.result).__name__
+        return replace(
+            transition,
+            state=states.FAILURE,
+            result=None,
+            error={
+                "type": "EncodeError",
+                "message": f"The task returned a {kind}, which JSON cannot encode.",
+            },
+        )
+    return transition
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _transition_key(transition: Transition) -> str:
+    if not states.is_custom(transition.state):
+        return ""
+    payload = json.dumps([transition.state, transition.progress], sort_keys=True)
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def _record_once(transition: Transition) -> dict[str, Any] | None:
+    values = _values(transition)
+    if connection.vendor == "postgresql":
+        document = _write_in_one_statement(values)
+    else:
+        document = _write_in_one_transaction(values)
+    if document is None:
+        return None
+    transaction.on_commit(partial(publisher.publish, _messages(document)), robust=True)
+    if document["group_id"]:
+        _touch_group(document)
+    return document
+
+
+def _write_in_one_statement(values: dict[str, Any]) -> dict[str, Any] | None:
+    """PostgreSQL: the upsert and the event row in one statement (atomic on its own)."""
+    statement = sql.upsert_with_event(_table(TaskRecord), _table(TaskEvent))
+    with connection.cursor() as cursor:
+        cursor.execute(statement, _params(values))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    document = row[0]
+    return json.loads(document) if isinstance(document, str) else document
+
+
+def _write_in_one_transaction(values: dict[str, Any]) -> dict[str, Any] | None:
+    """Other databases (SQLite): the upsert, then the event row, in one transaction."""
+    with transaction.atomic():
+        rows = list(TaskRecord.objects.raw(sql.upsert(_table(TaskRecord)), _params(values)))
+        if not rows:
+            return None
+        document = task_document(rows[0])
+        TaskEvent.objects.create(
+            task_id=document["task_id"],
+            version=document["version"],
+            state=document["state"],
+            document=document,
+            created=rows[0].date_updated,
+        )
+    return document
+
+
+def _touch_group(document: dict[str, Any]) -> None:
+    """Give the task's group its next version and publish the group document."""
+    group_id = document["group_id"]
+    try:
+        with transaction.atomic():
+            group = touch_group(group_id, owner_id=document["owner_id"])
+            message = {"type": MESSAGE_GROUP, "document": group_document(group)}
+            transaction.on_commit(
+                partial(publisher.publish, [(addressing.group_group(group_id), message)]), robust=True
+            )
+    except DatabaseError:
+        # The task's own transition is recorded and published; the group document is derived
+        # from the task rows and is brought up to date by the member's next change.
+        logger.exception("Could not update group %s", group_id)
+
+
+def _messages(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    message = {"type": MESSAGE_TASK, "document": for_push(document)}
+    targets = [addressing.task_group(document["task_id"]), addressing.FEED_STAFF]
+    if document.get("owner_id") is not None:
+        targets.append(addressing.feed_user(document["owner_id"]))
+    return [(target, message) for target in targets]
+
+
+def _table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+# Only JSON and time columns need the field's adaptation; the rest go to the driver as they are
+# (this runs for every transition).
+_ADAPTED = {
+    f.column: f
+    for f in TaskRecord._meta.concrete_fields
+    if f.get_internal_type() in {"JSONField", "DateTimeField"}
+}
+
+
+def _params(values: dict[str, Any]) -> list[Any]:
+    return [
+        _ADAPTED[c].get_db_prep_save(values[c], connection) if c in _ADAPTED else values[c]
+        for c in sql.COLUMNS
+    ]
+
+
+def _values(transition: Transition) -> dict[str, Any]:
+    """The row a transition would write if it were the task's first."""
+    now = timezone.now()
+    state = transition.state
+    return {
+        "task_id": transition.task_id,
+        "task_name": transition.task_name or "",
+        "state": state,
+        "version": 1,
+        "position": states.position(state, transition.attempt),
+        "transition_key": _transition_key(transition),
+        "retries": transition.attempt,
+        "result": transition.result if state == states.SUCCESS else None,
+        "progress": transition.progress if states.is_custom(state) else None,
+        "error": transition.error,
+        "traceback": transition.traceback or "",
+        "args": transition.args,
+        "kwargs": transition.kwargs,
+        "owner_id": transition.owner_id,
+        "group_id": transition.group_id or None,
+        "parent_id": transition.parent_id or None,
+        "worker": transition.worker or None,
+        "date_created": now,
+        "date_started": now if state == states.STARTED else None,
+        "date_done": now if state in states.TERMINAL_STATES else None,
+        "date_updated": now,
+    }

@@ -1,0 +1,235 @@
+"""Celery signal handlers: the sources of transitions that work with any result backend.
+
+With the taskstore result backend, SUCCESS and custom states reach the recorder through the
+backend, and the handlers below skip them; everything else is recorded here. A transition that
+arrives from both (FAILURE, RETRY, REVOKED) is recorded once: the recorder refuses duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery import signals
+
+from taskstore import states
+from taskstore.errors import error_from_exception
+from taskstore.owner import OWNER_HEADER, current_owner_id
+from taskstore.recorder import Transition, record
+
+logger = logging.getLogger(__name__)
+
+_connected = False
+
+
+def connect() -> None:
+    """Connect the handlers (idempotent; weak=False so they live as long as the process)."""
+    global _connected
+    if _connected:
+        return
+    signals.before_task_publish.connect(on_publish, weak=False)
+    signals.task_received.connect(on_received, weak=False)
+    signals.task_prerun.connect(on_prerun, weak=False)
+    signals.task_retry.connect(on_retry, weak=False)
+    signals.task_success.connect(on_success, weak=False)
+    signals.task_failure.connect(on_failure, weak=False)
+    signals.task_revoked.connect(on_revoked, weak=False)
+    signals.task_rejected.connect(on_rejected, weak=False)
+    signals.task_unknown.connect(on_unknown, weak=False)
+    signals.worker_process_shutdown.connect(on_process_shutdown, weak=False)
+    _connected = True
+
+
+def _backend_records_results(task: Any) -> bool:
+    from taskstore.backend import DatabaseBackend
+
+    if not isinstance(getattr(task, "backend", None), DatabaseBackend):
+        return False
+    request = getattr(task, "request", None)
+    return not (task.ignore_result or getattr(request, "ignore_result", False))
+
+
+def on_publish(
+    sender: str | None = None,
+    body: Any = None,
+    headers: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """PENDING when a task message is published (every path: delay, send_task, canvas, beat).
+
+    A retry's message opens the next attempt: it is recorded as RETRY, before any worker can
+    receive the new message (the worker's own ``task_retry`` signal comes later).
+    """
+    if not headers or "id" not in headers:
+        return
+    owner_id = current_owner_id()
+    if owner_id is not None:
+        headers.setdefault(OWNER_HEADER, owner_id)
+    args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else (None, None)
+    attempt = int(headers.get("retries") or 0)
+    if attempt > 0:
+        state, error = states.RETRY, error_from_exception(sys.exc_info()[1])
+    else:
+        state, error = states.PENDING, None
+    record(
+        Transition(
+            task_id=headers["id"],
+            state=state,
+            attempt=attempt,
+            task_name=headers.get("task") or sender or "",
+            error=error,
+            args=args,
+            kwargs=kwargs,
+            owner_id=owner_id,
+            group_id=headers.get("group"),
+            parent_id=headers.get("parent_id"),
+        )
+    )
+
+
+def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """RECEIVED when a worker takes the message off the queue."""
+    if request is None:
+        return
+    record(
+        Transition(
+            task_id=request.id,
+            state=states.RECEIVED,
+            attempt=int(request.request_dict.get("retries") or 0),
+            task_name=request.name,
+            worker=request.hostname,
+            owner_id=_header_owner(request.request_dict),
+        )
+    )
+
+
+def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    """STARTED when the task body is about to run (no ``task_track_started`` needed)."""
+    request = task.request
+    record(
+        Transition(
+            task_id=task_id or request.id,
+            state=states.STARTED,
+            attempt=int(request.retries or 0),
+            task_name=task.name,
+            worker=request.hostname,
+            group_id=request.group,
+            parent_id=request.parent_id,
+        )
+    )
+
+
+def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    """RETRY (normally recorded already when the retry message was published)."""
+    if request is None:
+        return
+    record(
+        Transition(
+            task_id=request.id,
+            state=states.RETRY,
+            attempt=int(request.retries or 0) + 1,
+            task_name=getattr(sender, "name", ""),
+            error=error_from_exception(reason if isinstance(reason, BaseException) else None),
+        )
+    )
+
+
+def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
+    """SUCCESS with the return value, unless the taskstore backend stores it."""
+    if sender is None or _backend_records_results(sender):
+        return
+    request = sender.request
+    record(
+        Transition(
+            task_id=request.id,
+            state=states.SUCCESS,
+            attempt=int(request.retries or 0),
+            task_name=sender.name,
+            result=result,
+        )
+    )
+
+
+def on_failure(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    """FAILURE: raised errors, killed pool children (WorkerLostError), hard time limits."""
+    if task_id is None:
+        return
+    record(
+        Transition(
+            task_id=task_id,
+            state=states.FAILURE,
+            task_name=getattr(sender, "name", ""),
+            error=error_from_exception(exception),
+            traceback=str(getattr(einfo, "traceback", "") or ""),
+        )
+    )
+
+
+def on_revoked(
+    sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False, **_: Any
+) -> None:
+    """REVOKED, also for a task revoked before a worker received it."""
+    if request is None:
+        return
+    reason = "expired" if expired else "terminated" if terminated else "revoked"
+    record(
+        Transition(
+            task_id=request.id,
+            state=states.REVOKED,
+            task_name=getattr(sender, "name", "") or getattr(request, "task", "") or "",
+            error={"type": "TaskRevokedError", "message": reason},
+        )
+    )
+
+
+def on_rejected(sender: Any = None, message: Any = None, exc: BaseException | None = None, **_: Any) -> None:
+    """REJECTED: a message the worker could not accept."""
+    headers = getattr(message, "headers", None) or {}
+    if "id" not in headers:
+        return
+    record(
+        Transition(
+            task_id=headers["id"],
+            state=states.REJECTED,
+            task_name=headers.get("task", ""),
+            error=error_from_exception(exc) or {"type": "Rejected", "message": "message rejected"},
+        )
+    )
+
+
+def on_unknown(
+    sender: Any = None, name: str | None = None, id: str | None = None, exc: Any = None, **_: Any
+) -> None:
+    """REJECTED: a message for a task this worker does not know."""
+    if id is None:
+        return
+    record(
+        Transition(
+            task_id=id,
+            state=states.REJECTED,
+            task_name=name or "",
+            error={"type": "NotRegistered", "message": f"No task named {name!r} is registered."},
+        )
+    )
+
+
+def on_process_shutdown(**_: Any) -> None:
+    """Send what is still queued for the channel layer before a pool process exits."""
+    from taskstore.publisher import publisher
+
+    publisher.flush(timeout=5.0)
+
+
+def _header_owner(request_dict: dict[str, Any]) -> int | None:
+    value = request_dict.get(OWNER_HEADER)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,75 @@
+"""The recorder's SQL: one conditional upsert per transition (PostgreSQL and SQLite alike), and on
+PostgreSQL the event row in the same statement.
+
+The ``WHERE`` of the upsert is the lifecycle rule (taskstore.states): a transition is written only
+when its position is past the stored one, or when it is a new value of the same custom state.
+"""
+
+from __future__ import annotations
+
+COLUMNS = (
+    "task_id", "task_name", "state", "version", "position", "transition_key", "retries",
+    "result", "progress", "error", "traceback", "args", "kwargs", "owner_id", "group_id",
+    "parent_id", "worker", "date_created", "date_started", "date_done", "date_updated",
+)  # fmt: skip
+
+_UPSERT = """
+INSERT INTO {table} AS t ({columns}) VALUES ({placeholders})
+ON CONFLICT (task_id) DO UPDATE SET
+    task_name = CASE WHEN excluded.task_name <> '' THEN excluded.task_name ELSE t.task_name END,
+    state = excluded.state,
+    version = t.version + 1,
+    position = excluded.position,
+    transition_key = excluded.transition_key,
+    retries = CASE WHEN excluded.retries > t.retries THEN excluded.retries ELSE t.retries END,
+    result = excluded.result,
+    progress = COALESCE(excluded.progress, t.progress),
+    error = excluded.error,
+    traceback = excluded.traceback,
+    args = COALESCE(t.args, excluded.args),
+    kwargs = COALESCE(t.kwargs, excluded.kwargs),
+    owner_id = COALESCE(t.owner_id, excluded.owner_id),
+    group_id = COALESCE(t.group_id, excluded.group_id),
+    parent_id = COALESCE(t.parent_id, excluded.parent_id),
+    worker = COALESCE(excluded.worker, t.worker),
+    date_started = COALESCE(excluded.date_started, t.date_started),
+    date_done = excluded.date_done,
+    date_updated = excluded.date_updated
+WHERE t.position < excluded.position
+   OR (t.position = excluded.position AND excluded.transition_key <> ''
+       AND t.transition_key <> excluded.transition_key)
+RETURNING {columns}
+"""
+
+# The task document built by the database, key for key and format for format the same as
+# taskstore.documents.task_document (timestamps: microseconds, "Z").
+_STAMP = """to_char(w.{0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+_DOCUMENT = f"""jsonb_build_object(
+    'task_id', w.task_id, 'task_name', w.task_name, 'state', w.state, 'version', w.version,
+    'retries', w.retries, 'result', w.result, 'result_truncated', false, 'progress', w.progress,
+    'error', w.error, 'group_id', w.group_id, 'parent_id', w.parent_id, 'worker', w.worker,
+    'date_created', {_STAMP.format("date_created")}, 'date_started', {_STAMP.format("date_started")},
+    'date_done', {_STAMP.format("date_done")}, 'owner_id', w.owner_id,
+    'traceback', NULLIF(w.traceback, ''), 'args', w.args, 'kwargs', w.kwargs)"""
+
+_UPSERT_WITH_EVENT = """
+WITH w AS ({upsert}),
+e AS (
+    INSERT INTO {events} (task_id, version, state, document, created)
+    SELECT w.task_id, w.version, w.state, {document}, w.date_updated FROM w
+    RETURNING document
+)
+SELECT document FROM e
+"""
+
+
+def upsert(table: str) -> str:
+    """The conditional upsert of one task row, returning the row as written."""
+    return _UPSERT.format(
+        table=table, columns=", ".join(COLUMNS), placeholders=", ".join(["%s"] * len(COLUMNS))
+    )
+
+
+def upsert_with_event(table: str, events: str) -> str:
+    """PostgreSQL: the upsert and the event row in one statement, returning the document."""
+    return _UPSERT_WITH_EVENT.format(upsert=upsert(table).strip(), events=events, document=_DOCUMENT)
