@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime.env import env_bool, env_int, env_list, env_str, env_url
+from taskstore.layers import redis_channel_layer
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TASKSTORE_VAR_DIR") or BASE_DIR / "var")
@@ -101,23 +102,9 @@ EMBEDDED = REDIS_URL is None
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 100, minimum=1)
 
 
-def redis_layer_host(url: str) -> dict[str, object]:
-    """channels-redis host options for ``url``.
-
-    redis-py 8 made 5 s the default socket read timeout, the same as channels-redis' 5 s
-    blocking read, so an idle consumer's read times out and its socket drops (redis-py #4091).
-    Reads get a longer timeout, which still notices a dead server.
-    """
-    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
-
-
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_layer_host(REDIS_URL)], "capacity": CHANNEL_LAYER_CAPACITY},
-        }
-    }
+    # taskstore.layers gives the hosts a read timeout that keeps idle sockets (redis-py #4091).
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL, capacity=CHANNEL_LAYER_CAPACITY)}
 else:
     CHANNEL_LAYERS = {
         "default": {
@@ -147,12 +134,7 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1)
 # gone stale are replaced by the recorder's retry.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE = {
-    "taskstore-cleanup": {
-        "task": "taskstore.tasks.cleanup",
-        "schedule": float(env_int("TASKSTORE_CLEANUP_INTERVAL", 3600, minimum=1)),
-    },
-}
+# No CELERY_BEAT_SCHEDULE needed: taskstore adds its cleanup when beat starts (taskstore.schedule).
 
 # --- taskstore --------------------------------------------------------------------------------
 TASKSTORE_SUBMITTABLE_TASKS = env_list(
@@ -166,6 +148,7 @@ TASKSTORE_SUBMITTABLE_TASKS = env_list(
     ],
 )
 TASKSTORE_ANONYMOUS_SUBMIT = env_bool("TASKSTORE_ANONYMOUS_SUBMIT", DEBUG)
+TASKSTORE_CLEANUP_INTERVAL = env_int("TASKSTORE_CLEANUP_INTERVAL", 3600, minimum=0)
 TASKSTORE_RESULT_EXPIRES = env_int("TASKSTORE_RESULT_EXPIRES", 7 * 24 * 3600, minimum=1)
 
 LANGUAGE_CODE = "en-us"

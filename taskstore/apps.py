@@ -1,6 +1,8 @@
-"""App configuration: connects the Celery signal handlers when Django is ready."""
+"""App configuration: checks the settings, connects the Celery signal handlers when Django is ready."""
 
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 class TaskstoreConfig(AppConfig):
@@ -11,7 +13,15 @@ class TaskstoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Connect the Celery signal handlers and register the system checks."""
-        from taskstore import checks, signals  # noqa: F401
+        """Refuse bad settings, register the system checks, connect the signal handlers."""
+        from celery.signals import beat_init
 
+        from taskstore import checks, conf, layers, schedule, signals  # noqa: F401
+
+        problems = conf.problems()
+        if problems:
+            raise ImproperlyConfigured(" ".join(problems))
+        # A safe default the project need not know about (taskstore.layers).
+        layers.fill_read_timeouts(getattr(settings, "CHANNEL_LAYERS", None) or {})
         signals.connect()
+        beat_init.connect(schedule.add_cleanup_entry, weak=False, dispatch_uid="taskstore-cleanup")

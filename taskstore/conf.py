@@ -1,7 +1,13 @@
-"""The taskstore settings and their defaults, read when used so ``override_settings`` works."""
+"""The taskstore settings and their defaults, read when used so ``override_settings`` works.
+
+Each setting has a rule; :func:`problems` lists the values that break theirs, and the app
+refuses to start with any (``TaskstoreConfig.ready``), naming the setting.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "TASKSTORE_RESULT_EXPIRES": 7 * 24 * 3600,
     # Rows deleted per statement by cleanup.
     "TASKSTORE_CLEANUP_BATCH": 500,
+    # Seconds between cleanups that celery beat runs by itself (taskstore.schedule); 0: never.
+    "TASKSTORE_CLEANUP_INTERVAL": 3600,
     # Seconds a task token stays valid.
     "TASKSTORE_TOKEN_MAX_AGE": 7 * 24 * 3600,
     # Seconds between a subscription's safety checks against the database.
@@ -34,12 +42,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def websocket_path(name: str) -> str:
-    """The absolute path of one of taskstore's sockets (``"tasks"`` or ``"feed"``)."""
-    prefix = str(get("TASKSTORE_WEBSOCKET_PREFIX")).strip("/")
-    return f"/{prefix}/{name}/" if prefix else f"/{name}/"
-
-
 def get(name: str) -> Any:
     """Return the setting ``name``, or its default."""
     if name not in DEFAULTS:
@@ -48,3 +50,72 @@ def get(name: str) -> Any:
     if name == "TASKSTORE_ANONYMOUS_SUBMIT" and value is None:
         return bool(settings.DEBUG)
     return value
+
+
+def websocket_path(name: str) -> str:
+    """The absolute path of one of taskstore's sockets (``"tasks"`` or ``"feed"``)."""
+    prefix = str(get("TASKSTORE_WEBSOCKET_PREFIX")).strip("/")
+    return f"/{prefix}/{name}/" if prefix else f"/{name}/"
+
+
+# --- rules -----------------------------------------------------------------------------------
+
+
+def _number(minimum: float, whole: bool) -> Callable[[Any], str | None]:
+    kind = "a whole number" if whole else "a number"
+
+    def rule(value: Any) -> str | None:
+        allowed = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed) or value < minimum:
+            return f"must be {kind}, {minimum:g} or more"
+        return None
+
+    return rule
+
+
+def _task_names(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        return "must be a list of dotted task names"
+    return None
+
+
+def _optional_bool(value: Any) -> str | None:
+    return None if value is None or isinstance(value, bool) else "must be True, False or None"
+
+
+_PATH = re.compile(r"^[A-Za-z0-9._~/-]*$")
+
+
+def _prefix(value: Any) -> str | None:
+    if not isinstance(value, str) or not _PATH.match(value):
+        return 'must be a URL path such as "ws/" (letters, digits, ".", "_", "-", "~" and "/")'
+    return None
+
+
+RULES: dict[str, Callable[[Any], str | None]] = {
+    "TASKSTORE_SUBMITTABLE_TASKS": _task_names,
+    "TASKSTORE_ANONYMOUS_SUBMIT": _optional_bool,
+    "TASKSTORE_MAX_SUBSCRIPTIONS": _number(1, whole=True),
+    "TASKSTORE_RATE_LIMIT": _number(1, whole=False),
+    "TASKSTORE_RATE_BURST": _number(1, whole=True),
+    "TASKSTORE_MAX_FRAME_BYTES": _number(256, whole=True),
+    "TASKSTORE_PUSH_RESULT_LIMIT": _number(0, whole=True),
+    "TASKSTORE_RESULT_EXPIRES": _number(1, whole=True),
+    "TASKSTORE_CLEANUP_BATCH": _number(1, whole=True),
+    "TASKSTORE_CLEANUP_INTERVAL": _number(0, whole=False),
+    "TASKSTORE_TOKEN_MAX_AGE": _number(1, whole=True),
+    "TASKSTORE_RECONCILE_INTERVAL": _number(0, whole=False),
+    "TASKSTORE_WRITE_RETRY_SECONDS": _number(0, whole=False),
+    "TASKSTORE_WEBSOCKET_PREFIX": _prefix,
+}
+
+
+def problems() -> list[str]:
+    """One message per taskstore setting whose value breaks its rule (none when all are fine)."""
+    found = []
+    for name, rule in RULES.items():
+        value = getattr(settings, name, DEFAULTS[name])
+        trouble = rule(value)
+        if trouble is not None:
+            found.append(f"{name} {trouble}, not {value!r}.")
+    return found

@@ -11,6 +11,7 @@ os.environ.pop("REDIS_URL", None)
 import dj_database_url
 
 from realtime.settings import *  # noqa: F403
+from taskstore.layers import redis_host
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
@@ -34,7 +35,7 @@ if services.redis_problem() is None:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_layer_host(services.REDIS_URL)]},  # noqa: F405
+            "CONFIG": {"hosts": [redis_host(services.REDIS_URL)]},
         }
     }
     CELERY_BROKER_URL = services.REDIS_URL

@@ -21,8 +21,8 @@ from celery import Celery
 from django.contrib.auth.models import User
 
 import taskstore
-from realtime.settings import redis_layer_host
 from taskstore import compat
+from taskstore.layers import redis_host
 from taskstore.models import TaskRecord
 from taskstore.tokens import make_token
 from tests.live.client import off_loop, session_cookie, websocket
@@ -107,7 +107,7 @@ async def test_a_redis_restart_mid_task_keeps_sockets_open_and_loses_nothing(
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_layer_host(private_stack["url"])]},
+            "CONFIG": {"hosts": [redis_host(private_stack["url"])]},
         }
     }
     settings.TASKSTORE_RECONCILE_INTERVAL = 0.5
