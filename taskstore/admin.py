@@ -1,4 +1,4 @@
-"""The admin: tasks and groups, read-only; the task list updates live over /ws/feed/.
+"""The admin: tasks and groups, read-only; the task list updates live over the feed socket.
 
 Rows are written only by the recorder, so nothing here adds, changes or deletes them; the one
 action, revoking, goes through :func:`taskstore.control.revoke` (and so through the recorder).
@@ -21,11 +21,9 @@ from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from taskstore import control, states
+from taskstore import conf, control, states
 from taskstore.documents import for_viewer, task_document
 from taskstore.models import GroupRecord, TaskEvent, TaskRecord
-
-FEED_URL = "/ws/feed/"
 
 
 class ReadOnlyMixin:
@@ -176,7 +174,8 @@ class TaskRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if self.get_actions(request):
             columns.insert(0, "action_checkbox")
         live = {
-            "feed_url": FEED_URL,
+            # Where the project routes the feed (TASKSTORE_WEBSOCKET_PREFIX), read per request.
+            "feed_url": conf.websocket_path("feed"),
             "live_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_live"),
             "columns": columns,
             # New tasks belong at the top of the default list only: not in a filtered, searched,

@@ -1,14 +1,18 @@
 """The live admin and the staff dashboard in Chromium: a task started elsewhere appears in the open
-task list and its state cell changes without a reload; the revoke action; the dashboard's numbers
-move live; and who may not open any of it."""
+task list and its state cell changes without a reload, through the app's shared taskclient.js; the
+list stops for good when the server closes its feed with 4401; the revoke action; the dashboard's
+numbers move live; and who may not open any of it."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from playwright.sync_api import expect
 
 from realtime import tasks
@@ -55,7 +59,15 @@ def test_a_task_started_elsewhere_appears_and_its_state_changes_live(
     wait_for(
         lambda: TaskRecord.objects.filter(task_id=earlier.id, state="SUCCESS").exists(), 20, "earlier task"
     )
+    scripts: list[tuple[str, int]] = []
+    sockets: list[str] = []
+    page.on("response", lambda r: scripts.append((urlsplit(r.url).path, r.status)))
+    page.on("websocket", lambda ws: sockets.append(ws.url))
     _open_task_list(page, server)
+    # The list runs on the app's own client module, the one the pages use: one socket, the feed.
+    assert ("/static/taskstore/admin-live.js", 200) in scripts
+    assert ("/static/taskstore/taskclient.js", 200) in scripts
+    assert sockets == [f"ws://127.0.0.1:{server.port}/ws/feed/"]
     expect(page.locator(f'[data-field=state][data-task-id="{earlier.id}"]')).to_have_text("SUCCESS")
 
     task_id = str(uuid.uuid4())
@@ -78,6 +90,7 @@ def test_a_task_started_elsewhere_appears_and_its_state_changes_live(
     assert "PROGRESS" in shown, shown  # the cell changed while the task ran, not only at the end
     assert page.evaluate("window.sameDocument") is True
     assert page.locator("#result_list tbody tr").count() == 2
+    assert len(sockets) == 1
     screenshot(page, "admin-live-list")
 
 
@@ -94,6 +107,25 @@ def test_a_task_that_ran_while_the_feed_was_down_appears_after_the_reconnect(
     # The feed does not replay: the list asks the admin for what it missed once it is back.
     expect(page.locator("#taskstore-live-status")).to_have_attribute("data-state", "open", timeout=30_000)
     expect(page.locator(f'[data-field=state][data-task-id="{missed.id}"]')).to_have_text("SUCCESS")
+    assert page.evaluate("window.sameDocument") is True
+
+
+def test_the_list_stops_for_good_when_the_feed_is_closed_with_4401(
+    page: Any, context: Any, server: Server, staff: Any
+) -> None:
+    _open_task_list(page, server)
+    status = page.locator("#taskstore-live-status")
+    server.stop()
+    expect(status).to_have_attribute("data-state", "reconnecting")
+    # The session ends while the server is away: the feed refuses the reconnect with 4401.
+    cookie = next(c for c in context.cookies() if c["name"] == settings.SESSION_COOKIE_NAME)
+    assert Session.objects.filter(session_key=cookie["value"]).delete()[0] == 1
+    server.start()
+
+    # Only a close code trying again cannot help (4401, 4403) ends in "closed"; any other drop
+    # goes back to "reconnecting".
+    expect(status).to_have_attribute("data-state", "closed", timeout=30_000)
+    expect(status).to_have_text("Not live: reload the page to try again")
     assert page.evaluate("window.sameDocument") is True
 
 

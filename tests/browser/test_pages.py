@@ -1,17 +1,22 @@
 """The pages behind the browser side, through Django's test client: the demo page's CSRF cookie
-and submission notice, who may open the dashboard and its data, and the admin's live rows."""
+and submission notice, who may open the dashboard and its data, the admin's live rows, the socket
+paths the pages name (TASKSTORE_WEBSOCKET_PREFIX), and the client module at both addresses."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.template import Context, Template, TemplateSyntaxError
 from django.test import Client
 from django.utils import timezone
 
 from taskstore.models import TaskRecord
+from tests.support.processes import ROOT
 
 pytestmark = [
     pytest.mark.django_db,
@@ -149,3 +154,57 @@ def test_the_task_list_marks_rows_for_the_live_script(staff_client: Client) -> N
     # An empty (filtered) list still has the table the script adds rows to.
     empty = staff_client.get("/admin/taskstore/taskrecord/", {"state": "FAILURE"}).content.decode()
     assert 'id="result_list" data-taskstore-live' in empty
+
+
+def _attribute(page: str, name: str) -> str:
+    match = re.search(rf'{name}="([^"]*)"', page)
+    assert match, f"no {name} in the page"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "tasks", "feed"),
+    [
+        (None, "/ws/tasks/", "/ws/feed/"),
+        ("sockets/v2/", "/sockets/v2/tasks/", "/sockets/v2/feed/"),
+        ("/live", "/live/tasks/", "/live/feed/"),
+        ("", "/tasks/", "/feed/"),
+    ],
+)
+def test_the_pages_name_the_sockets_where_the_setting_routes_them(
+    staff_client: Client, settings: Any, prefix: str | None, tasks: str, feed: str
+) -> None:
+    if prefix is not None:
+        settings.TASKSTORE_WEBSOCKET_PREFIX = prefix
+    admin = staff_client.get("/admin/taskstore/taskrecord/").content.decode()
+    config = re.search(r'<script id="taskstore-live-config" type="application/json">(.*?)</script>', admin)
+    assert config and json.loads(config.group(1))["feed_url"] == feed
+    assert _attribute(staff_client.get("/").content.decode(), "data-ws-url") == tasks
+    assert _attribute(staff_client.get("/dashboard/").content.decode(), "data-feed-url") == feed
+
+
+def test_the_socket_tag_names_only_taskstores_sockets() -> None:
+    template = Template("{% load taskstore %}{% taskstore_socket name %}")
+    assert template.render(Context({"name": "tasks"})) == "/ws/tasks/"
+    with pytest.raises(TemplateSyntaxError, match="one of 'tasks', 'feed', not 'chat'"):
+        template.render(Context({"name": "chat"}))
+
+
+@pytest.mark.parametrize("path", ["/static/taskstore/taskclient.js", "/static/realtime/taskclient.js"])
+def test_the_client_module_is_served_at_both_addresses(client: Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    body = b"".join(response.streaming_content).decode()
+    if path.startswith("/static/realtime/"):
+        # The example project's old address only points at the app's module.
+        assert 'export * from "../taskstore/taskclient.js";' in body
+    else:
+        assert "export class FeedClient" in body
+
+
+def test_the_product_has_one_socket_client() -> None:
+    scripts = {p.name: p.read_text() for p in (ROOT / "taskstore" / "static").rglob("*.js")}
+    opens_sockets = {name for name, text in scripts.items() if re.search(r"new\s+[\w.]*WebSocket\s*\(", text)}
+    assert opens_sockets == {"taskclient.js"}
+    assert 'import {FeedClient} from "./taskclient.js";' in scripts["admin-live.js"]

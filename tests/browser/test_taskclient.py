@@ -1,6 +1,7 @@
-"""TaskClient (/static/realtime/taskclient.js) in Chromium against a real daphne and worker:
-result() resolves and rejects as the task ends, a refused subscription rejects, and after the
-server drops the socket the client resumes with ``since``, each version once and in order."""
+"""TaskClient (/static/taskstore/taskclient.js) in Chromium against a real daphne and worker:
+result() resolves and rejects as the task ends, a refused subscription rejects, after the server
+drops the socket the client resumes with ``since``, each version once and in order, and the
+example project's old address still serves the same module."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.support.processes import wait_for
 pytestmark = IN_BROWSER
 
 RESULT_JS = """async ([task, args]) => {
-  const {TaskClient} = await import("/static/realtime/taskclient.js");
+  const {TaskClient} = await import("/static/taskstore/taskclient.js");
   const {body} = await submitTask([task, args]);
   const client = new TaskClient();
   const versions = [];
@@ -71,7 +72,7 @@ def test_result_rejects_when_the_task_is_not_yours(page: Any, server: Server) ->
     _open(page, server)
     error = page.evaluate(
         """async (taskId) => {
-          const {TaskClient} = await import("/static/realtime/taskclient.js");
+          const {TaskClient} = await import("/static/taskstore/taskclient.js");
           const client = new TaskClient();
           try {
             await client.result(taskId);
@@ -95,7 +96,7 @@ def test_after_the_server_drops_the_socket_the_client_resumes_each_version_once(
     _open(page, server)
     task_id = page.evaluate(
         """async () => {
-          const {TaskClient} = await import("/static/realtime/taskclient.js");
+          const {TaskClient} = await import("/static/taskstore/taskclient.js");
           const {body} = await submitTask(["realtime.tasks.progress", [60, 0.05]]);
           window.seen = [];
           window.states = [];
@@ -128,3 +129,36 @@ def test_after_the_server_drops_the_socket_the_client_resumes_each_version_once(
     assert "since" not in subscribes[0]
     assert len(subscribes) >= 2 and subscribes[-1]["since"] >= held
     page.evaluate("client.close()")
+
+
+def test_the_old_address_re_exports_the_app_module(page: Any, server: Server) -> None:
+    _open(page, server)
+    outcome = page.evaluate(
+        """async ([task, args]) => {
+          const old = await import("/static/realtime/taskclient.js");
+          const app = await import("/static/taskstore/taskclient.js");
+          const names = Object.keys(app);
+          const {body} = await submitTask([task, args]);
+          const client = new old.TaskClient();
+          try {
+            const doc = await client.result(body.task_id, {token: body.token});
+            return {names, oldNames: Object.keys(old), same: names.filter((n) => old[n] === app[n]), doc};
+          } finally {
+            client.close();
+          }
+        }""",
+        ["realtime.tasks.add", [20, 22]],
+    )
+    exports = [
+        "ERROR_STATES",
+        "FeedClient",
+        "SubscriptionError",
+        "TERMINAL_STATES",
+        "TaskClient",
+        "TaskError",
+        "socketUrl",
+    ]
+    assert sorted(outcome["names"]) == exports
+    # Not copies: the very objects of the app's module, so instanceof checks hold across both.
+    assert sorted(outcome["oldNames"]) == sorted(outcome["same"]) == exports
+    assert outcome["doc"]["state"] == "SUCCESS" and outcome["doc"]["result"] == 42

@@ -15,7 +15,7 @@ from tests.support.processes import ROOT
 pytestmark = pytest.mark.browser
 
 ORIGIN = "https://client.test"
-MODULE = ROOT / "realtime" / "static" / "realtime" / "taskclient.js"
+MODULE = ROOT / "taskstore" / "static" / "taskstore" / "taskclient.js"
 
 # A WebSocket stand-in the test drives: open(), push(frame), drop(code).
 FAKE_SOCKET = """
@@ -48,7 +48,7 @@ def page(context: Any, page_problems: list[str]) -> Iterator[Any]:
     new.evaluate(FAKE_SOCKET)
     new.evaluate(
         """async () => {
-          window.tc = await import("/static/realtime/taskclient.js");
+          window.tc = await import("/static/taskstore/taskclient.js");
           window.make = (options = {}) => new tc.TaskClient({WebSocket: FakeSocket, initialDelay: 40, ...options});
         }"""
     )

@@ -4,7 +4,8 @@
  * transition on /ws/feed/ moves the numbers. The feed has no replay, so after each (re)connect
  * the page fetches the data again.
  */
-import {FeedClient, TERMINAL_STATES} from "./taskclient.js";
+// The taskstore app's client: every app's static files share STATIC_URL, so a relative import finds it.
+import {FeedClient, TERMINAL_STATES} from "../taskstore/taskclient.js";
 import {showTransport} from "./transport.js";
 
 const root = document.getElementById("dashboard");
@@ -43,7 +44,7 @@ function adminQuote(id) {
   return id.replace(/[":/_#?;@&=+$,"[\]<>%\n\\]/g, (c) => `_${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`);
 }
 
-/** @param {import("./taskclient.js").TaskDocument} doc */
+/** @param {import("../taskstore/taskclient.js").TaskDocument} doc */
 function apply(doc) {
   const known = model.tasks.get(doc.task_id);
   if (known && doc.version <= known.version) return;

@@ -2,7 +2,8 @@
  * The demo page: each form sends an example task through the REST API, and each run's card
  * follows the task over one shared TaskClient socket.
  */
-import {ERROR_STATES, TaskClient, TaskError} from "./taskclient.js";
+// The taskstore app's client: every app's static files share STATIC_URL, so a relative import finds it.
+import {ERROR_STATES, TaskClient, TaskError} from "../taskstore/taskclient.js";
 import {showTransport} from "./transport.js";
 
 const launchers = document.getElementById("launchers");
@@ -72,7 +73,7 @@ class RunCard {
     document.getElementById("runs-empty").hidden = true;
   }
 
-  /** @param {import("./taskclient.js").TaskDocument} doc */
+  /** @param {import("../taskstore/taskclient.js").TaskDocument} doc */
   render(doc) {
     const {root, fields} = this;
     root.dataset.taskId = doc.task_id;

@@ -1,17 +1,22 @@
 /**
  * The live task list in the admin.
  *
- * Listens to /ws/feed/ (staff see every task) and, without reloading:
+ * Follows the feed (staff see every task) through taskclient.js's FeedClient, the one socket
+ * client of the app, and, without reloading:
  *   - changes the cells of a row as its task moves (cells marked `data-field`; the state cell
  *     carries the row's `data-task-id` and `data-version`);
  *   - adds a task it has no row for at the top, when the list is the default one (no filter,
  *     search, sort or page), with the row's data from the admin's `live/` URL.
  * The feed has no replay, so after each (re)connect the script asks `live/` for the rows it shows
- * and for tasks newer than its newest.
+ * and for tasks newer than its newest. Reconnecting (backoff, jitter, pings) and the final close
+ * codes 4401/4403 are FeedClient's.
  *
- * Standalone on purpose (the taskstore app works without the project's browser client).
- * Everything from a task is shown with textContent.
+ * The page's JSON config (taskstore/admin.py) names the feed's path, from
+ * TASKSTORE_WEBSOCKET_PREFIX. Everything from a task is shown with textContent.
  */
+
+// Beside this file in the app's static files, so the import holds under any STATIC_URL.
+import {FeedClient} from "./taskclient.js";
 
 const config = JSON.parse(document.getElementById("taskstore-live-config").textContent);
 const table = document.querySelector("table[data-taskstore-live]");
@@ -215,41 +220,13 @@ const LABELS = {
 
 function setStatus(state) {
   status.dataset.state = state;
-  status.querySelector(".label").textContent = LABELS[state];
+  status.querySelector(".label").textContent = LABELS[state] ?? state;
 }
 
-/** The feed socket: reconnects with backoff and jitter; pings so idle proxies keep it. */
-function connect(attempt = 0) {
-  const url = new URL(config.feed_url, location.href);
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  const socket = new WebSocket(url);
-  let ping = null;
-  socket.onopen = () => {
-    setStatus("open");
-    ping = setInterval(() => socket.send(JSON.stringify({type: "ping"})), 20_000);
-    catchUp();
-  };
-  socket.onmessage = (event) => {
-    attempt = 0;
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (frame.type === "task.update") receive(frame);
-  };
-  socket.onclose = (event) => {
-    clearInterval(ping);
-    // 4401/4403: logged out or not allowed; trying again will not help.
-    if (event.code === 4401 || event.code === 4403) {
-      setStatus("closed");
-      return;
-    }
-    setStatus("reconnecting");
-    const base = Math.min(15_000, 500 * 2 ** attempt);
-    setTimeout(() => connect(attempt + 1), base / 2 + Math.random() * (base / 2));
-  };
-}
-
-connect();
+const feed = new FeedClient({url: config.feed_url, onUpdate: receive});
+setStatus(feed.state);
+feed.addEventListener("statechange", (event) => {
+  setStatus(event.detail.state);
+  // What changed while the feed was not listening (or before it first opened) is not replayed.
+  if (event.detail.state === "open") catchUp();
+});
