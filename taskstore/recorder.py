@@ -26,6 +26,7 @@ from taskstore import addressing, conf, sql, states
 from taskstore.documents import for_push, task_document
 from taskstore.groups import group_document, touch_group
 from taskstore.models import TaskEvent, TaskRecord
+from taskstore.notices import task_recorded
 from taskstore.publisher import publisher
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def _record_once(transition: Transition) -> dict[str, Any] | None:
         document = _write_in_one_transaction(values)
     if document is None:
         return None
-    transaction.on_commit(partial(publisher.publish, _messages(document)), robust=True)
+    transaction.on_commit(partial(_committed, document), robust=True)
     if document["group_id"]:
         _touch_group(document)
     return document
@@ -168,6 +169,12 @@ def _write_in_one_transaction(values: dict[str, Any]) -> dict[str, Any] | None:
             created=rows[0].date_updated,
         )
     return document
+
+
+def _committed(document: dict[str, Any]) -> None:
+    """After the commit: push the document and tell the project's receivers."""
+    publisher.publish(_messages(document))
+    task_recorded.send(sender=TaskRecord, document=document)
 
 
 def _touch_group(document: dict[str, Any]) -> None:

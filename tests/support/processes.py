@@ -74,10 +74,11 @@ def child_env(database_url: str, redis_url: str | None, **extra: str) -> dict[st
 class ManagedProcess:
     """A child process whose output goes to a log file the test can read."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         self.name = name
         self.args = args
         self.env = env
+        self.cwd = cwd
         handle, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
         os.close(handle)
         self.log_path = Path(path)
@@ -87,7 +88,12 @@ class ManagedProcess:
         """Start it and wait until ``ready`` (a callable, or a regex seen in its output)."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.args,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         if ready is not None:
