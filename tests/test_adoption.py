@@ -170,12 +170,14 @@ def project(wheel: Path, database: str, tmp_path_factory: pytest.TempPathFactory
             target.write_text(code)
         else:
             target.write_text(target.read_text() + "\n" + code)
-    # What the doc leaves to the project: where its database is.
+    # What the doc leaves to the project: where its database is. And a queue of its own, so the
+    # suite's own worker on the same Redis never takes this project's tasks.
     settings = path / "mysite" / "settings.py"
     settings.write_text(
         settings.read_text()
         + "\nDATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql', "
         + f"'NAME': {database.rsplit('/', 1)[1]!r}, 'USER': 'postgres', 'HOST': '127.0.0.1', 'PORT': 5432}}}}\n"
+        + f"CELERY_TASK_DEFAULT_QUEUE = 'adoption-{uuid.uuid4().hex[:8]}'\n"
     )
     env = clean_env()
     env.update(
