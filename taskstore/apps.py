@@ -15,3 +15,4 @@ class TaskstoreConfig(AppConfig):
         from taskstore import checks, signals  # noqa: F401
 
         signals.connect()
+        from taskstore import sessions  # noqa: F401  (its receivers end sockets of ended sessions)
