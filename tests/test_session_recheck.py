@@ -16,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth import logout
 from django.contrib.auth.models import User
+from django.contrib.sessions.backends.cache import SessionStore as CacheSessionStore
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.db import connection
@@ -143,6 +144,21 @@ def test_the_recheck_neither_flushes_nor_rotates_the_session() -> None:
     password_changed(user, key)
     assert sessions.recheck(grant(user, key)).anonymous
     assert Session.objects.filter(session_key=key).exists()  # Django's own get_user would flush it
+
+
+def test_sessions_kept_in_the_cache_are_read_from_there(settings: Any) -> None:
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    user = User.objects.create_user("ada", password="an old password")
+    ended, changed = log_in(user), log_in(user)
+    with CaptureQueriesContext(connection) as queries:
+        assert sessions.recheck(grant(user, ended)) == Viewer(user_id=user.pk)
+    assert len(queries) == 1  # the user row; the session came from the cache
+    CacheSessionStore(session_key=ended).delete()
+    assert sessions.recheck(grant(user, ended)).anonymous
+    assert sessions.recheck(grant(user, changed)) == Viewer(user_id=user.pk)
+    password_changed(user, changed)
+    assert sessions.recheck(grant(user, changed)).anonymous
 
 
 def test_a_user_from_elsewhere_than_a_session_is_checked_by_the_user_row() -> None:
