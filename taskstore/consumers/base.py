@@ -1,4 +1,5 @@
-"""What both consumers share: frame limits, error frames, and task delivery without gaps."""
+"""What both consumers share: frame limits, error frames, task delivery without gaps, and the
+session check that ends what an ended session granted (taskstore.sessions)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from taskstore import conf, layer_outages
+from taskstore import conf, layer_outages, sessions
 from taskstore.consumers import codes, queries
 from taskstore.consumers.delivery import TaskStream, counters
 from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
@@ -30,13 +34,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     """A JSON WebSocket consumer with the protocol's limits and a periodic check.
 
     Client frames are dispatched to the method named after their ``type`` (listed in
-    ``frame_types``); channel-layer messages to ``taskstore_task`` and ``taskstore_group``.
-    Subclasses implement ``opened`` (after the accept) and ``reconcile`` (every
-    TASKSTORE_RECONCILE_INTERVAL seconds while the socket is open).
+    ``frame_types``); channel-layer messages to ``taskstore_task``, ``taskstore_group`` and
+    ``taskstore_session``. Subclasses implement ``opened`` (after the accept), ``reconcile``
+    (every TASKSTORE_RECONCILE_INTERVAL seconds while the socket is open) and ``revoked`` (the
+    session no longer grants what it granted at the handshake).
     """
 
     frame_types: frozenset[str] = frozenset({"ping"})
     reconciler: asyncio.Task[None] | None = None
+    grant: sessions.Grant | None = None
 
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any
@@ -61,6 +67,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         """Accept the socket and set up its limits."""
         self.viewer = Viewer.of(self.scope.get("user"))
+        # What the session granted; checked again periodically and when a signal asks.
+        self.grant = sessions.Grant.of(self.scope, self.viewer)
+        self.session_lock = asyncio.Lock()
         self.max_frame_bytes = int(conf.get("TASKSTORE_MAX_FRAME_BYTES"))
         self.limiter = FrameLimiter(conf.get("TASKSTORE_RATE_LIMIT"), conf.get("TASKSTORE_RATE_BURST"))
         # Serialises sending between the handlers and the periodic check, so each stream's
@@ -69,6 +78,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.closing = False
         await self.accept()
         if await self.opened():
+            for group in self.session_groups():
+                await self.join(group)
             self.reconciler = asyncio.create_task(self._reconcile_loop())
 
     async def opened(self) -> bool:
@@ -80,8 +91,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.closing = True
         self.stop_reconciler()
         # A failed discard costs little: memberships expire on their own (group_expiry).
+        groups = [*self.layer_groups(), *self.session_groups()]
         await layer_outages.in_turn(
-            (self.channel_layer.group_discard(g, self.channel_name) for g in self.layer_groups()),
+            (self.channel_layer.group_discard(g, self.channel_name) for g in groups),
             "leave groups",
         )
 
@@ -94,13 +106,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await layer_outages.in_turn([self.channel_layer.group_discard(group, self.channel_name)], "leave")
 
     def stop_reconciler(self) -> None:
-        """Cancel the periodic check, if it runs."""
-        if self.reconciler is not None:
+        """Cancel the periodic check, if it runs (from within, it ends on its own: see ``closing``)."""
+        if self.reconciler is not None and self.reconciler is not asyncio.current_task():
             self.reconciler.cancel()
 
     def layer_groups(self) -> list[str]:
-        """The channel-layer groups this socket is in."""
+        """The channel-layer groups this socket is in for what it sends."""
         return []
+
+    def session_groups(self) -> list[str]:
+        """The group where this socket hears "check your session now", while it holds a grant."""
+        return [sessions.user_group(self.grant.user_id)] if self.grant is not None else []
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Call the handler for ``message``.
@@ -195,7 +211,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_task(self, stream: TaskStream, document: dict[str, Any]) -> None:
         """Send ``document`` (already fit for push) to the client, if it is new to the stream."""
-        if document["version"] <= stream.held:
+        if document["version"] <= stream.held or self.closing:
             return
         await self.send_json({"type": codes.TASK_UPDATE, **shown_task(document, self.viewer)})
         stream.record_sent(document["version"], document["state"])
@@ -223,6 +239,43 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 for document in missing:
                     await self.send_task(stream, for_push(document))
 
+    # --- the session check ---------------------------------------------------------------------
+
+    async def taskstore_session(self, message: dict[str, Any]) -> None:
+        """A signal asks this user's sockets to check their session now (taskstore.sessions)."""
+        grant = self.grant
+        if grant is None or self.closing:
+            return
+        ended = message.get("ended")
+        if ended is None:
+            await self.check_session()
+        elif ended == grant.session_hash:
+            # Django sends user_logged_out before it deletes the session: do not look, end.
+            await self.check_session(ended=True)
+
+    async def check_session(self, ended: bool = False) -> None:
+        """Read the session and the user again (one query); end what they no longer grant."""
+        async with self.session_lock:
+            grant = self.grant
+            if grant is None or self.closing:
+                return
+            now = Viewer() if ended else await database_sync_to_async(sessions.recheck)(grant)
+            if now == self.viewer:
+                return
+            previous, self.viewer = self.viewer, now
+            if now.anonymous:
+                logger.info("The session of user %s ended: ending what it granted", grant.user_id)
+                self.grant = None
+                await self.leave(sessions.user_group(grant.user_id))
+            else:
+                logger.info("User %s lost staff rights: ending what they granted", grant.user_id)
+                self.grant = replace(grant, staff=now.staff)
+            await self.revoked(previous)
+
+    async def revoked(self, previous: Viewer) -> None:
+        """The session no longer grants what ``previous`` could see; ``self.viewer`` is what it
+        grants now (anonymous once the session ended). End whatever it granted alone."""
+
     # --- the periodic check ------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
@@ -236,15 +289,38 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if interval <= 0:
             return
         # Spread the checks of sockets opened together.
-        delay = interval * random.uniform(0.5, 1.0)
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self.reconcile()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                delay = min(delay * 2, MAX_RECONCILE_BACKOFF)
-                logger.exception("The periodic subscription check failed; next try in %.1fs", delay)
-            else:
-                delay = interval
+        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
+        backoff, retry_at = 0.0, 0.0
+        while not self.closing:
+            # The session is checked every interval, even while the rest backs off: its delay
+            # is what docs/protocol.md promises for a logout.
+            await self._check_session_on_schedule()
+            if self.closing:
+                return
+            if time.monotonic() >= retry_at:
+                try:
+                    await self.reconcile()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    backoff = min(max(backoff, interval) * 2, MAX_RECONCILE_BACKOFF)
+                    retry_at = time.monotonic() + backoff
+                    logger.exception("The periodic subscription check failed; next try in %.1fs", backoff)
+                else:
+                    backoff = 0.0
+            await asyncio.sleep(interval)
+
+    async def _check_session_on_schedule(self) -> None:
+        if self.grant is None:
+            return
+        try:
+            # Redis keeps memberships: a restart or group_expiry loses them.
+            for group in self.session_groups():
+                await self.join(group)
+            await self.check_session()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The database is away. A session kept there cannot end meanwhile (logging out and
+            # changing a password write to it); try again at the next interval.
+            logger.exception("The periodic session check failed; next try in one interval")

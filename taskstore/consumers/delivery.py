@@ -30,6 +30,10 @@ class TaskStream:
     held: int = -1  # the last version sent; -1 before the first
     done: bool = False  # a terminal state was sent: nothing can follow
     joined: bool = True  # still in the task's channel-layer group
+    # Why the socket may see the task: a valid token (a capability that outlives the session),
+    # else what the session grants (ownership or staff rights), checked again when it changes.
+    by_token: bool = False
+    owner_id: int | None = None
 
     def record_sent(self, version: int, state: str) -> None:
         """Note that ``version`` (in ``state``) went out."""
@@ -47,3 +51,5 @@ class GroupStream:
 
     group_id: str
     held: int = -1
+    by_token: bool = False  # as for TaskStream
+    owner_id: int | None = None

@@ -1,4 +1,8 @@
-"""``/ws/feed/``: every transition of every task the user may see (staff: all; others: their own)."""
+"""``/ws/feed/``: every transition of every task the user may see (staff: all; others: their own).
+
+A feed lasts as long as what opened it: when the session ends it closes with 4401, and a staff
+feed whose user lost staff rights closes with 4403 (taskstore.sessions).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from taskstore.consumers import codes, queries
 from taskstore.consumers.base import LiveConsumer
 from taskstore.consumers.delivery import TaskStream
 from taskstore.documents import for_push
-from taskstore.permissions import may_see_owned
+from taskstore.permissions import Viewer, may_see_owned
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +62,10 @@ class FeedConsumer(LiveConsumer):
 
     async def taskstore_group(self, message: dict[str, Any]) -> None:
         """Feeds carry tasks only; group documents are ignored."""
+
+    async def revoked(self, previous: Viewer) -> None:
+        """Close: 4401 once the session ended, 4403 when a staff feed's user lost staff rights."""
+        await self.shut(codes.CLOSE_UNAUTHENTICATED if self.viewer.anonymous else codes.CLOSE_FORBIDDEN)
 
     def stream_for(self, document: dict[str, Any]) -> TaskStream:
         """The stream of the document's task, new ones starting where the feed began."""

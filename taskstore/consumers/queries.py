@@ -26,6 +26,7 @@ class Opening:
     documents: list[dict[str, Any]] = field(default_factory=list)
     version: int = 0
     done: bool = False  # the task ended at or below ``version``: nothing more will come
+    owner_id: int | None = None
 
 
 @database_sync_to_async
@@ -37,14 +38,14 @@ def open_task(viewer: Viewer, task_id: str, token: str | None, since: int | None
     current = permissions.task_for(viewer, task_id, token)
     if current is None:
         return None
-    done = current["state"] in states.TERMINAL_STATES
+    done, owner_id = current["state"] in states.TERMINAL_STATES, current.get("owner_id")
     if since is None:
-        return Opening([current], current["version"], done)
+        return Opening([current], current["version"], done, owner_id)
     replay = permissions.events_after(task_id, since) if current["version"] > since else []
     if current["version"] > since and (not replay or replay[-1]["version"] < current["version"]):
         # Event rows end below the row's version only if they were deleted; the row still counts.
         replay.append(current)
-    return Opening(replay, max([since, *(d["version"] for d in replay)]), done)
+    return Opening(replay, max([since, *(d["version"] for d in replay)]), done, owner_id)
 
 
 @database_sync_to_async

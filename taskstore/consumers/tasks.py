@@ -7,17 +7,21 @@ from collections.abc import Iterable
 from itertools import chain
 from typing import Any
 
-from taskstore import addressing, conf, layer_outages
+from taskstore import addressing, conf, layer_outages, tokens
 from taskstore.consumers import codes, queries
 from taskstore.consumers.base import LiveConsumer
 from taskstore.consumers.delivery import GroupStream, TaskStream, counters
 from taskstore.consumers.errors import BadRequest, Forbidden, TooManySubscriptions
 from taskstore.documents import for_push
-from taskstore.permissions import shown_group, valid_id
+from taskstore.permissions import Viewer, may_see_owned, shown_group, valid_id
 
 logger = logging.getLogger(__name__)
 
 NOT_VISIBLE = "No such {kind}, or you may not see it."
+SESSION_ENDED = (
+    "The session that let you see this {kind} ended or lost the rights to it: log in again, "
+    "or subscribe with the {kind}'s token."
+)
 
 
 class TaskConsumer(LiveConsumer):
@@ -75,7 +79,9 @@ class TaskConsumer(LiveConsumer):
                 await self.leave(group)
             raise Forbidden(NOT_VISIBLE.format(kind="task"), task_id=task_id)
         # Subscribing again starts the subscription afresh.
-        stream = self.task_streams[task_id] = TaskStream(task_id)
+        stream = self.task_streams[task_id] = TaskStream(
+            task_id, by_token=tokens.check_token(task_id, token), owner_id=opening.owner_id
+        )
         for document in opening.documents:
             await self.send_task(stream, for_push(document))
         stream.held, stream.done = opening.version, opening.done
@@ -88,7 +94,11 @@ class TaskConsumer(LiveConsumer):
             if group_id not in self.group_streams:
                 await self.leave(group)
             raise Forbidden(NOT_VISIBLE.format(kind="group"), group_id=group_id)
-        stream = self.group_streams[group_id] = GroupStream(group_id)
+        stream = self.group_streams[group_id] = GroupStream(
+            group_id,
+            by_token=tokens.check_token(group_id, token, kind="group"),
+            owner_id=document.get("owner_id"),
+        )
         await self.send_group(stream, document)
 
     async def unsubscribe(self, frame: dict[str, Any]) -> None:
@@ -133,6 +143,37 @@ class TaskConsumer(LiveConsumer):
             return
         await self.send_json({"type": codes.GROUP_UPDATE, **shown_group(document)})
         stream.held = document["version"]
+
+    # --- the session ended, or lost staff rights -----------------------------------------------
+
+    async def revoked(self, previous: Viewer) -> None:
+        """End, each with a ``forbidden`` error frame, the subscriptions the session granted and
+        grants no more; those opened with a valid token go on (shown as ``self.viewer`` sees them)."""
+        async with self.lock:
+            tasks = [s for s in self.task_streams.values() if not self.still_granted(s)]
+            groups = [s for s in self.group_streams.values() if not self.still_granted(s)]
+            for task in tasks:
+                del self.task_streams[task.task_id]
+            for group in groups:
+                del self.group_streams[group.group_id]
+            for task in tasks:
+                detail = SESSION_ENDED.format(kind="task")
+                await self.send_json(self.forbidden_frame(detail, task_id=task.task_id))
+            for group in groups:
+                detail = SESSION_ENDED.format(kind="group")
+                await self.send_json(self.forbidden_frame(detail, group_id=group.group_id))
+        await self.memberships(
+            discard=[t.task_id for t in tasks if t.joined], discard_groups=[g.group_id for g in groups]
+        )
+
+    def still_granted(self, stream: TaskStream | GroupStream) -> bool:
+        """Whether the socket may still see what ``stream`` shows."""
+        return stream.by_token or may_see_owned(self.viewer, stream.owner_id)
+
+    @staticmethod
+    def forbidden_frame(detail: str, **ids: str) -> dict[str, Any]:
+        """The ``error`` frame that ends a subscription."""
+        return {"type": codes.ERROR, "code": codes.FORBIDDEN, "detail": detail, **ids}
 
     # --- the periodic check ----------------------------------------------------------------------
 
