@@ -25,3 +25,4 @@ class TaskstoreConfig(AppConfig):
         layers.fill_read_timeouts(getattr(settings, "CHANNEL_LAYERS", None) or {})
         signals.connect()
         beat_init.connect(schedule.add_cleanup_entry, weak=False, dispatch_uid="taskstore-cleanup")
+        __import__("taskstore.operations.heartbeat", fromlist=["connect"]).connect()
