@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import uuid
@@ -48,7 +49,11 @@ def start_worker(env: dict[str, str], name: str, queue: str, concurrency: int = 
 def hostname_of(name: str) -> str:
     """The full host name a worker started as ``name@%h`` reports."""
     return wait_for(
-        lambda: WorkerRecord.objects.filter(hostname__startswith=f"{name}@").values_list("hostname", flat=True).first(),
+        lambda: (
+            WorkerRecord.objects.filter(hostname__startswith=f"{name}@")
+            .values_list("hostname", flat=True)
+            .first()
+        ),
         30,
         f"worker {name} to record itself",
     )
@@ -75,7 +80,5 @@ def kill_main_process(proc: ManagedProcess) -> None:
     """SIGKILL the worker's main process only, as an OOM killer would; then clear its children."""
     os.kill(proc.pid, signal.SIGKILL)
     proc.proc.wait(timeout=10)  # type: ignore[union-attr]
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -93,7 +93,9 @@ def test_an_idle_heartbeat_writes_nothing_new(env: dict[str, str]) -> None:
         proc.stop()
 
 
-async def test_a_killed_worker_shows_lost_on_the_staff_feed_within_the_bound(env: dict[str, str], port: int) -> None:
+async def test_a_killed_worker_shows_lost_on_the_staff_feed_within_the_bound(
+    env: dict[str, str], port: int
+) -> None:
     staff = await off_loop(User.objects.create_user, "ops-staff", is_staff=True)
     cookie = await off_loop(session_cookie, staff)
     queue = queue_name("lost")
@@ -101,22 +103,30 @@ async def test_a_killed_worker_shows_lost_on_the_staff_feed_within_the_bound(env
         proc = await asyncio.to_thread(start_worker, env, "ts11-lost", queue, 1)
         hostname = await off_loop(hostname_of, "ts11-lost")
         frames = await feed.until(
-            lambda f: f.get("type") == "worker.update" and f["hostname"] == hostname and f["status"] == "online"
+            lambda f: (
+                f.get("type") == "worker.update" and f["hostname"] == hostname and f["status"] == "online"
+            )
         )
         assert frames[-1]["pid"] == proc.pid
         killed = time.monotonic()
         await asyncio.to_thread(kill_main_process, proc)
         frames += await feed.until(
-            lambda f: f.get("type") == "worker.update" and f["hostname"] == hostname and f["status"] == "lost",
+            lambda f: (
+                f.get("type") == "worker.update" and f["hostname"] == hostname and f["status"] == "lost"
+            ),
             timeout=LOST_BOUND + 5,
         )
         took = time.monotonic() - killed
     assert took <= LOST_BOUND, f"lost after {took:.1f}s, bound {LOST_BOUND}s"
-    versions = [f["version"] for f in frames if f.get("type") == "worker.update" and f["hostname"] == hostname]
+    versions = [
+        f["version"] for f in frames if f.get("type") == "worker.update" and f["hostname"] == hostname
+    ]
     assert versions == sorted(set(versions)), "each version once, in order"
     row = await off_loop(worker_row, hostname)
     assert row.status == WorkerRecord.LOST
-    status, body = await asyncio.to_thread(http, port, "GET", "/api/ops/workers/", None, {"sessionid": cookie})
+    status, body = await asyncio.to_thread(
+        http, port, "GET", "/api/ops/workers/", None, {"sessionid": cookie}
+    )
     assert status == 200
     assert {w["hostname"]: w["status"] for w in body["workers"]}[hostname] == "lost"
 
@@ -126,4 +136,3 @@ def test_the_workers_api_is_for_staff_only(port: int) -> None:
     for path in ("/api/ops/workers/", "/api/ops/queues/", "/api/ops/stats/", "/api/ops/actions/"):
         assert http(port, "GET", path)[0] == 403
         assert http(port, "GET", path, cookies={"sessionid": user})[0] == 403
-
