@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "TASKSTORE_WORKER_HEARTBEAT": 5.0,
     "TASKSTORE_WORKER_LOST_AFTER": 30.0,
     "TASKSTORE_MONITOR_INTERVAL": 5.0,
+    # Queue names whose depth is read even while no worker consumes them (the default queue,
+    # CELERY_TASK_QUEUES and every queue a known worker consumes are read anyway).
+    "TASKSTORE_WATCH_QUEUES": [],
     # A bearer token a Prometheus scraper may send to /metrics (staff sessions need none).
     "TASKSTORE_METRICS_TOKEN": None,
 }
@@ -100,6 +103,12 @@ def _prefix(value: Any) -> str | None:
     return None
 
 
+def _queue_names(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        return "must be a list of queue names"
+    return None
+
+
 def _optional_token(value: Any) -> str | None:
     if value is None or (isinstance(value, str) and len(value) >= 16):
         return None
@@ -124,6 +133,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "TASKSTORE_WORKER_HEARTBEAT": _number(0.1, whole=False),
     "TASKSTORE_WORKER_LOST_AFTER": _number(0.5, whole=False),
     "TASKSTORE_MONITOR_INTERVAL": _number(0.1, whole=False),
+    "TASKSTORE_WATCH_QUEUES": _queue_names,
     "TASKSTORE_METRICS_TOKEN": _optional_token,
 }
 

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import ChannelError, OperationalError
 
+from taskstore import conf
 from taskstore.operations import push
 from taskstore.operations.documents import queue_document
 from taskstore.operations.models import QueueRecord, WorkerRecord
@@ -32,10 +33,10 @@ class UnknownQueue(ValueError):
 
 
 def queue_names() -> list[str]:
-    """The queues to watch: the default queue, the configured ones, and every queue a known
-    worker consumes."""
+    """The queues to watch: the default queue, the configured ones, TASKSTORE_WATCH_QUEUES and
+    every queue a known worker consumes."""
     app = current_app
-    names = {app.conf.task_default_queue}
+    names = {app.conf.task_default_queue, *conf.get("TASKSTORE_WATCH_QUEUES")}
     names.update(q.name for q in app.conf.task_queues or [])
     for queues in WorkerRecord.objects.values_list("queues", flat=True):
         names.update(q for q in queues or [] if isinstance(q, str))

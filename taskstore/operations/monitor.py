@@ -8,10 +8,16 @@ rounds go on when the holder dies (another process takes the lease once it expir
 
 A round: record lost workers, read queue depths, fold finished tasks into the metric totals.
 Every process, holder or not, also flushes its push-side counters (open sockets, frames).
+
+The lease is per broker (its name carries a digest of the broker's address, password left
+out): processes that share a database but talk to different brokers each have their own
+reader of queue depths. The other parts of a round are safe to run twice: each write locks its
+row and checks again, and the totals' cursors advance under a lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -19,6 +25,7 @@ import threading
 import uuid
 from datetime import timedelta
 
+from celery import current_app
 from django.db import IntegrityError, close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
@@ -29,7 +36,7 @@ from taskstore.operations.models import Lease
 
 logger = logging.getLogger(__name__)
 
-LEASE_NAME = "monitor"
+LEASE_PREFIX = "monitor:"
 # Longest pause after repeated failures (the database away).
 MAX_BACKOFF = 60.0
 
@@ -45,23 +52,31 @@ def holder_id() -> str:
     return str(_state["holder"])
 
 
+def lease_name() -> str:
+    """The monitor lease of this process's broker."""
+    with current_app.connection_for_read() as conn:
+        address = conn.as_uri()  # the password masked
+    return LEASE_PREFIX + hashlib.sha256(address.encode()).hexdigest()[:16]
+
+
 def take_lease() -> bool:
     """Take or renew the monitor's lease; True when this process holds it for the round."""
     now = timezone.now()
     interval = float(conf.get("TASKSTORE_MONITOR_INTERVAL"))
     me = holder_id()
+    name = lease_name()
     until = now + timedelta(seconds=max(3 * interval, 2.0))
     taken = (
-        Lease.objects.filter(name=LEASE_NAME)
+        Lease.objects.filter(name=name)
         .filter(Q(holder=me) | Q(expires__lt=now))
         .update(holder=me, expires=until)
     )
     if taken:
         return True
-    if Lease.objects.filter(name=LEASE_NAME).exists():
+    if Lease.objects.filter(name=name).exists():
         return False
     try:
-        Lease.objects.create(name=LEASE_NAME, holder=me, expires=until)
+        Lease.objects.create(name=name, holder=me, expires=until)
     except IntegrityError:
         return False  # another process created it first
     return True
@@ -100,7 +115,7 @@ def stop() -> None:
     if isinstance(thread, threading.Thread):
         thread.join(timeout=10)
     try:
-        Lease.objects.filter(name=LEASE_NAME, holder=holder_id()).update(expires=timezone.now())
+        Lease.objects.filter(name=lease_name(), holder=holder_id()).update(expires=timezone.now())
     except Exception:
         logger.exception("Could not give up the monitor lease")
     finally:

@@ -29,7 +29,8 @@ WAIT_BUCKETS = RUNTIME_BUCKETS
 FOLD_BATCH = 5000
 # See taskstore.operations.workers.COMMIT_LAG: rows commit a moment after their timestamps.
 COMMIT_LAG = timedelta(seconds=1)
-LEASE_NAME = "monitor"
+# The row that holds the cursors (a Lease row no process holds: only its cursor is used).
+CURSOR_NAME = "tally"
 
 
 def empty_histogram(buckets: tuple[float, ...]) -> dict[str, Any]:
@@ -70,9 +71,8 @@ def fold() -> int:
     """Add the tasks created and finished since the cursors to the totals; return how many."""
     until = timezone.now() - COMMIT_LAG
     with transaction.atomic():
-        lease = Lease.objects.select_for_update().filter(name=LEASE_NAME).first()
-        if lease is None:
-            return 0
+        Lease.objects.get_or_create(name=CURSOR_NAME, defaults={"expires": until})
+        lease = Lease.objects.select_for_update().get(name=CURSOR_NAME)
         created = _page("date_created", _cursor(lease.cursor.get("created")), until)
         done = _page("date_done", _cursor(lease.cursor.get("done")), until)
         if not created and not done:
