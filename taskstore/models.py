@@ -60,13 +60,9 @@ class TaskRecord(models.Model):
             models.Index(fields=["date_done"], name="taskstore_task_done_idx"),
             # What changed since a moment: a feed's catch-up after a channel-layer outage.
             models.Index(fields=["date_updated"], name="taskstore_task_updated_idx"),
-            # The operations console (taskstore.operations): statistics over a window of
-            # finished tasks, read from the index alone (an index-only scan on PostgreSQL) …
-            models.Index(
-                fields=["date_done", "task_name", "state", "retries", "date_created", "date_started"],
-                name="taskstore_task_stats_idx",
-            ),
-            # … a worker's finished tasks since its last heartbeat, and its running ones.
+            # The operations console (taskstore.operations): a worker's finished tasks since its
+            # last heartbeat, and its running ones. (Statistics over a window read
+            # taskstore_task_done_idx.)
             models.Index(fields=["worker", "date_done"], name="taskstore_task_worker_idx"),
             models.Index(
                 fields=["worker"],
