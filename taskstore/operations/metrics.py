@@ -93,6 +93,9 @@ def _buckets(histogram: dict[str, Any], bounds: tuple[float, ...]) -> list[tuple
 def _worker_metrics() -> Iterator[Metric]:
     now = timezone.now()
     up = GaugeMetricFamily("celery_worker_up", "1 while the worker is online, else 0.", labels=["hostname"])
+    lost = GaugeMetricFamily(
+        "taskstore_worker_lost", "1 while the worker's heartbeat is late, else 0.", labels=["hostname"]
+    )
     active = GaugeMetricFamily(
         "celery_worker_tasks_active", "Tasks the worker is running now.", labels=["hostname"]
     )
@@ -103,14 +106,16 @@ def _worker_metrics() -> Iterator[Metric]:
     )
     online = 0
     for worker in WorkerRecord.objects.all():
-        is_up = worker_status(worker, now) == WorkerRecord.ONLINE
+        status = worker_status(worker, now)
+        is_up = status == WorkerRecord.ONLINE
         online += is_up
         up.add_metric([worker.hostname], 1 if is_up else 0)
+        lost.add_metric([worker.hostname], 1 if status == WorkerRecord.LOST else 0)
         active.add_metric([worker.hostname], worker.running if is_up else 0)
         processed.add_metric([worker.hostname, "succeeded"], worker.succeeded)
         processed.add_metric([worker.hostname, "failed"], worker.failed)
     count = GaugeMetricFamily("celery_active_worker_count", "Workers online.", value=online)
-    yield from (up, active, processed, count)
+    yield from (up, lost, active, processed, count)
 
 
 def _queue_metrics() -> Iterator[Metric]:
