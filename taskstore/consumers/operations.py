@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from taskstore.consumers import codes
+from taskstore.consumers.base import LiveConsumer
 from taskstore.consumers.errors import BadRequest, Forbidden, ProtocolError
 from taskstore.operations import actions
 from taskstore.operations.documents import queue_document, worker_document
@@ -37,8 +38,8 @@ class Unavailable(ProtocolError):
     code = codes.UNAVAILABLE
 
 
-class OperationsFeed:
-    """Mixed into FeedConsumer: handlers for the operations messages and the control frame."""
+class OperationsFeed(LiveConsumer):
+    """FeedConsumer's operations part: handlers for the operations messages and the control frame."""
 
     async def taskstore_worker(self, message: dict[str, Any]) -> None:
         """A new version of a worker's document."""

@@ -63,7 +63,7 @@ def parse(body: Any) -> tuple[str, str]:
     target = body.get(key)
     if not valid_id(target):
         raise BadAction(f"'{action}' needs '{key}': a name of 1-255 characters without spaces.")
-    return action, target
+    return str(action), str(target)
 
 
 def perform(user: Any, action: str, target: str) -> dict[str, Any]:

@@ -30,7 +30,6 @@ WINDOWS = {
     "15m": timedelta(minutes=15),
     "1h": timedelta(hours=1),
     "24h": timedelta(days=1),
-    "7d": timedelta(days=7),
 }
 DEFAULT_WINDOW = "1h"
 
