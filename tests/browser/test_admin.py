@@ -142,8 +142,9 @@ def test_revoke_selected_tasks(page: Any, server: Server, staff: Any) -> None:
     page.locator(f'input.action-select[value="{waiting.id}"]').check()
     page.locator(f'input.action-select[value="{done.id}"]').check()
     page.locator("select[name=action]").select_option("revoke_selected")
-    # The action asks to confirm first (admin-confirm.js): say yes, and note the question.
-    page.evaluate("window.confirm = (question) => { window.asked = question; return true; }")
+    # The action asks to confirm first (admin-confirm.js): say yes, and note the question where
+    # it outlives the form's submission.
+    page.evaluate("window.confirm = (question) => { sessionStorage.asked = question; return true; }")
     page.get_by_role("button", name="Go").click()
 
     expect(page.locator(".messagelist")).to_have_text(
@@ -152,7 +153,7 @@ def test_revoke_selected_tasks(page: Any, server: Server, staff: Any) -> None:
     expect(page.locator(f'[data-field=state][data-task-id="{waiting.id}"]')).to_have_text("REVOKED")
     expect(page.locator(f'[data-field=state][data-task-id="{done.id}"]')).to_have_text("SUCCESS")
     assert TaskRecord.objects.get(task_id=waiting.id).state == "REVOKED"
-    assert page.evaluate("window.asked") == "Revoke the selected tasks? (2 selected)"
+    assert page.evaluate("sessionStorage.asked") == "Revoke the selected tasks? (2 selected)"
     recorded = ControlAction.objects.get(action="revoke", target=waiting.id)
     assert recorded.username == "boss"
     assert TaskRecord.objects.get(task_id=done.id).state == "SUCCESS"
