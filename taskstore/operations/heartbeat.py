@@ -59,8 +59,9 @@ def details(consumer: Any) -> dict[str, Any]:
 def on_worker_ready(sender: Any = None, **_: Any) -> None:
     """Record the worker online and start its heartbeat (and this process's monitor)."""
     hostname = sender.hostname
+    about = details(sender)
     try:
-        document = workers.online(hostname, details(sender))
+        document = workers.online(hostname, about)
     except Exception:
         logger.exception("Could not record worker %s online", hostname)
         return
@@ -71,7 +72,7 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
         return
     stop = threading.Event()
     thread = threading.Thread(
-        target=_beat, args=(hostname, started, stop), name="taskstore-heartbeat", daemon=True
+        target=_beat, args=(hostname, started, about, stop), name="taskstore-heartbeat", daemon=True
     )
     _beating.update(hostname=hostname, started=started, stop=stop, thread=thread)
     thread.start()
@@ -97,12 +98,12 @@ def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     publisher.flush(timeout=5.0)
 
 
-def _beat(hostname: str, started: datetime, stop: threading.Event) -> None:
+def _beat(hostname: str, started: datetime, about: dict[str, Any], stop: threading.Event) -> None:
     """The heartbeat loop: count, renew the lease when due; write only what changed."""
     while not stop.wait(float(conf.get("TASKSTORE_WORKER_HEARTBEAT"))):
         close_old_connections()
         try:
-            workers.heartbeat(hostname, started)
+            workers.heartbeat(hostname, started, about)
         except Exception:
             # The database is away: the next beat tries again; a lease that runs out meanwhile
             # shows the worker lost, and the next successful beat brings it back online.

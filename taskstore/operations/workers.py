@@ -101,11 +101,21 @@ def online(hostname: str, details: dict[str, Any]) -> dict[str, Any] | None:
     return write(hostname, build)
 
 
-def heartbeat(hostname: str, started: datetime) -> dict[str, Any] | None:
-    """A heartbeat of the worker that came online at ``started``: counts, lease, status."""
+def heartbeat(hostname: str, started: datetime, details: dict[str, Any]) -> dict[str, Any] | None:
+    """A heartbeat of the worker that came online at ``started``: counts, lease, status.
+
+    A row that went away (deleted by hand, a restored database) is written again from
+    ``details``, its counts taken afresh from the task rows since ``started``.
+    """
 
     def build(row: WorkerRecord | None, now: datetime) -> dict[str, Any] | None:
-        if row is None or row.started != started:
+        if row is None:
+            row = WorkerRecord(
+                hostname=hostname, started=started, counted_until=started, expires=now, **details
+            )
+            values = {**details, **counts(row, now - COMMIT_LAG), "started": started, "stopped": None}
+            return {**values, "status": WorkerRecord.ONLINE, "last_heartbeat": now, "expires": lease(now)}
+        if row.started != started:
             return None  # another run of this host name owns the row now
         values = counts(row, now - COMMIT_LAG)
         values["status"] = WorkerRecord.ONLINE

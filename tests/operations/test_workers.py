@@ -74,7 +74,7 @@ def test_a_worker_records_itself_counts_what_ran_and_goes_offline(env: dict[str,
     assert (row.running, row.processed, row.succeeded, row.failed) == (0, 5, 4, 1)
 
 
-def test_an_idle_heartbeat_writes_nothing_new(env: dict[str, str]) -> None:
+def test_an_idle_heartbeat_writes_nothing_new_and_a_lost_row_comes_back(env: dict[str, str]) -> None:
     queue = queue_name("idle")
     proc = start_worker(env, "ts11-idle", queue, concurrency=1)
     try:
@@ -89,6 +89,11 @@ def test_an_idle_heartbeat_writes_nothing_new(env: dict[str, str]) -> None:
         assert 2 <= len(writes) <= 5
         assert row.version == first.version
         assert row.status == WorkerRecord.ONLINE
+
+        # A row that goes away (deleted by hand) is written again by the next heartbeat.
+        WorkerRecord.objects.filter(hostname=hostname).delete()
+        again = wait_worker(hostname, 5, "the row written again", status=WorkerRecord.ONLINE)
+        assert (again.pid, again.started, again.queues) == (first.pid, first.started, first.queues)
     finally:
         proc.stop()
 
