@@ -141,9 +141,8 @@ def run(rows: int) -> None:
     )
 
     def one_fold() -> None:
-        from taskstore.operations.models import Lease, TaskTally
+        from taskstore.operations.models import TaskTally
 
-        Lease.objects.filter(name=tally.CURSOR_NAME).delete()
         TaskTally.objects.all().delete()
         tally.fold()
 

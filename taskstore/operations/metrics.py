@@ -25,7 +25,7 @@ from taskstore import conf, states
 from taskstore.operations import pushstats
 from taskstore.operations.documents import worker_status
 from taskstore.operations.models import QueueRecord, TaskTally, WorkerRecord
-from taskstore.operations.tally import RUNTIME_BUCKETS, WAIT_BUCKETS
+from taskstore.operations.tally import CURSOR_ROW, RUNTIME_BUCKETS, WAIT_BUCKETS
 from taskstore.permissions import Viewer
 
 # celery-exporter's counter for each terminal state.
@@ -42,7 +42,7 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[Metric]:
         """The metric families (prometheus_client's collector protocol)."""
-        tallies = list(TaskTally.objects.all())
+        tallies = list(TaskTally.objects.exclude(task_name=CURSOR_ROW))
         yield from _task_metrics(tallies)
         yield from _worker_metrics()
         yield from _queue_metrics()

@@ -97,6 +97,9 @@ class TaskTally(models.Model):
     retries = models.PositiveBigIntegerField(default=0)
     runtime = models.JSONField(default=dict, help_text="Histogram: bucket counts, sum, count.")
     wait = models.JSONField(default=dict, help_text="Histogram of PENDING → STARTED.")
+    cursor = models.JSONField(
+        null=True, blank=True, help_text="On the one bookkeeping row: where the fold got to."
+    )
 
     class Meta:
         verbose_name = "task tally"
@@ -108,12 +111,11 @@ class TaskTally(models.Model):
 
 
 class Lease(models.Model):
-    """Who does a once-per-deployment job now (the monitor), and its cursors."""
+    """Who does a once-per-deployment job now (the monitor of each broker)."""
 
     name = models.CharField(max_length=50, primary_key=True)
     holder = models.CharField(max_length=255, blank=True, default="")
     expires = models.DateTimeField()
-    cursor = models.JSONField(default=dict, blank=True, help_text="Where the job got to.")
 
     class Meta:
         verbose_name = "lease"

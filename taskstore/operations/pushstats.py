@@ -8,6 +8,8 @@ down), and its open sockets count only while it flushes (three TASKSTORE_MONITOR
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import socket
 import threading
@@ -22,6 +24,8 @@ from django.utils import timezone
 from taskstore import conf
 from taskstore.consumers.delivery import counters as delivery_counters
 from taskstore.operations.models import PushCounters
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
@@ -86,3 +90,16 @@ def totals() -> dict[str, int]:
     )
     live = PushCounters.objects.filter(seen__gte=fresh).aggregate(open_sockets=Sum("open_sockets"))
     return {k: int(v or 0) for k, v in {**rows, **live}.items()}
+
+
+@atexit.register
+def _closed_at_exit() -> None:
+    """A server that stops cleanly has no sockets open: say so now, not three rounds later."""
+    if not _process.get("flushed") or _process.get("pid") != os.getpid():
+        return
+    with _lock:
+        _counts["open"] = 0
+    try:
+        flush()
+    except Exception:
+        logger.warning("Could not record this process's push counters at exit", exc_info=True)

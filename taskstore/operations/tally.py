@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from taskstore.models import TaskRecord
-from taskstore.operations.models import Lease, TaskTally
+from taskstore.operations.models import TaskTally
 
 # Seconds. The last bucket (+Inf) is implicit. Chosen to tell sub-second tasks apart and still
 # place an hour-long one.
@@ -29,8 +29,9 @@ WAIT_BUCKETS = RUNTIME_BUCKETS
 FOLD_BATCH = 5000
 # See taskstore.operations.workers.COMMIT_LAG: rows commit a moment after their timestamps.
 COMMIT_LAG = timedelta(seconds=1)
-# The row that holds the cursors (a Lease row no process holds: only its cursor is used).
-CURSOR_NAME = "tally"
+# The row that holds the cursors: a name no task can have (a control character), in the same
+# table as the totals so a fold's transaction touches one table.
+CURSOR_ROW = "\x1ftaskstore.cursor"
 
 
 def empty_histogram(buckets: tuple[float, ...]) -> dict[str, Any]:
@@ -68,34 +69,44 @@ def _page(field: str, cursor: tuple[datetime, str] | None, until: datetime) -> l
 
 
 def fold() -> int:
-    """Add the tasks created and finished since the cursors to the totals; return how many."""
+    """Add the tasks created and finished since the cursors to the totals; return how many.
+
+    The task rows are read before the transaction, which then locks rows of this one table
+    only (the cursor row first): a transaction that held locks on two tables could deadlock
+    with one that takes them in the other order (a TRUNCATE of every table, for one).
+    """
     until = timezone.now() - COMMIT_LAG
+    seen = TaskTally.objects.filter(task_name=CURSOR_ROW).values_list("cursor", flat=True).first() or {}
+    created = _page("date_created", _cursor(seen.get("created")), until)
+    done = _page("date_done", _cursor(seen.get("done")), until)
+    if not created and not done:
+        return 0
+    changes: dict[str, dict[str, Any]] = defaultdict(dict)
+    for row in created:
+        entry = changes[row["task_name"]]
+        entry["sent"] = entry.get("sent", 0) + 1
+    for row in done:
+        entry = changes[row["task_name"]]
+        entry.setdefault("finished", []).append(row)
     with transaction.atomic():
-        Lease.objects.get_or_create(name=CURSOR_NAME, defaults={"expires": until})
-        lease = Lease.objects.select_for_update().get(name=CURSOR_NAME)
-        created = _page("date_created", _cursor(lease.cursor.get("created")), until)
-        done = _page("date_done", _cursor(lease.cursor.get("done")), until)
-        if not created and not done:
-            return 0
-        changes: dict[str, dict[str, Any]] = defaultdict(dict)
-        for row in created:
-            entry = changes[row["task_name"]]
-            entry["sent"] = entry.get("sent", 0) + 1
-        for row in done:
-            entry = changes[row["task_name"]]
-            entry.setdefault("finished", []).append(row)
+        TaskTally.objects.get_or_create(task_name=CURSOR_ROW, defaults={"cursor": {}})
+        marker = TaskTally.objects.select_for_update().get(task_name=CURSOR_ROW)
+        if (marker.cursor or {}) != seen:
+            return 0  # another process folded these rows meanwhile: the next round goes on from there
         tallies = TaskTally.objects.select_for_update().in_bulk(list(changes))
         for name, change in changes.items():
             tally = tallies.get(name) or TaskTally(task_name=name)
             _apply(tally, change)
             tally.save()
+        cursor = dict(seen)
         if created:
             last = created[-1]
-            lease.cursor["created"] = [last["date_created"].isoformat(), last["task_id"]]
+            cursor["created"] = [last["date_created"].isoformat(), last["task_id"]]
         if done:
             last = done[-1]
-            lease.cursor["done"] = [last["date_done"].isoformat(), last["task_id"]]
-        lease.save(update_fields=["cursor"])
+            cursor["done"] = [last["date_done"].isoformat(), last["task_id"]]
+        marker.cursor = cursor
+        marker.save(update_fields=["cursor"])
     return len(created) + len(done)
 
 

@@ -107,20 +107,32 @@ def heartbeat(hostname: str, started: datetime, details: dict[str, Any]) -> dict
     A row that went away (deleted by hand, a restored database) is written again from
     ``details``, its counts taken afresh from the task rows since ``started``.
     """
+    seen = WorkerRecord.objects.filter(hostname=hostname).first()
+    existed = seen is not None
+    if seen is not None and seen.started != started:
+        return None  # another run of this host name owns the row now
+    if seen is None:
+        seen = WorkerRecord(hostname=hostname, started=started, counted_until=started, **details)
+    fresh = counts(seen, timezone.now() - COMMIT_LAG)
+    half_lease = timedelta(seconds=float(conf.get("TASKSTORE_WORKER_LOST_AFTER")) / 2)
 
     def build(row: WorkerRecord | None, now: datetime) -> dict[str, Any] | None:
         if row is None:
-            row = WorkerRecord(
-                hostname=hostname, started=started, counted_until=started, expires=now, **details
-            )
-            values = {**details, **counts(row, now - COMMIT_LAG), "started": started, "stopped": None}
-            return {**values, "status": WorkerRecord.ONLINE, "last_heartbeat": now, "expires": lease(now)}
-        if row.started != started:
-            return None  # another run of this host name owns the row now
-        values = counts(row, now - COMMIT_LAG)
-        values["status"] = WorkerRecord.ONLINE
+            if existed:
+                return None  # deleted since it was read: the next beat writes it again
+            return {
+                **details,
+                **fresh,
+                "status": WorkerRecord.ONLINE,
+                "started": started,
+                "stopped": None,
+                "last_heartbeat": now,
+                "expires": lease(now),
+            }
+        if not _unchanged_since(row, seen):
+            return None  # written meanwhile (a clean shutdown): the counts were read too early
+        values = {**fresh, "status": WorkerRecord.ONLINE}
         changed = any(getattr(row, field) != values[field] for field in VISIBLE if field in values)
-        half_lease = timedelta(seconds=float(conf.get("TASKSTORE_WORKER_LOST_AFTER")) / 2)
         if not changed and row.expires - now > half_lease and row.counted_until == values["counted_until"]:
             return None
         values.update(last_heartbeat=now, expires=lease(now))
@@ -131,15 +143,32 @@ def heartbeat(hostname: str, started: datetime, details: dict[str, Any]) -> dict
 
 def offline(hostname: str, started: datetime) -> dict[str, Any] | None:
     """A clean shutdown: the final counts, nothing running."""
+    seen = WorkerRecord.objects.filter(hostname=hostname, started=started).first()
+    if seen is None:
+        return None
+    fresh = counts(seen, timezone.now())
 
     def build(row: WorkerRecord | None, now: datetime) -> dict[str, Any] | None:
-        if row is None or row.started != started:
+        if row is None or not _unchanged_since(row, seen):
             return None
-        values = counts(row, now)
-        values.update(status=WorkerRecord.OFFLINE, running=0, stopped=now, last_heartbeat=now, expires=now)
-        return values
+        return {**fresh, "status": WorkerRecord.OFFLINE, "running": 0, "stopped": now,
+                "last_heartbeat": now, "expires": now}  # fmt: skip
 
     return write(hostname, build)
+
+
+def _unchanged_since(row: WorkerRecord, seen: WorkerRecord) -> bool:
+    """Whether the locked ``row`` still has the run and the counts read as ``seen``.
+
+    Counts are read from the task table before the row is locked, so that a write holds locks
+    on one table only (a transaction locking two in one order can deadlock with one taking them
+    in the other).
+    """
+    return (row.started, row.counted_until, row.processed) == (
+        seen.started,
+        seen.counted_until,
+        seen.processed,
+    )
 
 
 def mark_lost(now: datetime | None = None) -> list[dict[str, Any]]:
