@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from realtime.env import env_bool, env_int, env_list, env_str, env_url
+from realtime.env import env_bool, env_float, env_int, env_list, env_str, env_url
 from taskstore.layers import redis_channel_layer
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -150,6 +150,12 @@ TASKSTORE_SUBMITTABLE_TASKS = env_list(
 TASKSTORE_ANONYMOUS_SUBMIT = env_bool("TASKSTORE_ANONYMOUS_SUBMIT", DEBUG)
 TASKSTORE_CLEANUP_INTERVAL = env_int("TASKSTORE_CLEANUP_INTERVAL", 3600, minimum=0)
 TASKSTORE_RESULT_EXPIRES = env_int("TASKSTORE_RESULT_EXPIRES", 7 * 24 * 3600, minimum=1)
+# The operations console (docs/operations.md): heartbeat, lost-after and monitor seconds.
+TASKSTORE_WORKER_HEARTBEAT = env_float("TASKSTORE_WORKER_HEARTBEAT", 5.0, minimum=0.1)
+TASKSTORE_WORKER_LOST_AFTER = env_float("TASKSTORE_WORKER_LOST_AFTER", 30.0, minimum=0.5)
+TASKSTORE_MONITOR_INTERVAL = env_float("TASKSTORE_MONITOR_INTERVAL", 5.0, minimum=0.1)
+TASKSTORE_METRICS_TOKEN = env_str("TASKSTORE_METRICS_TOKEN")
+TASKSTORE_WATCH_QUEUES = env_list("TASKSTORE_WATCH_QUEUES", [])
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -18,6 +18,8 @@ from django.views.decorators.http import require_GET
 
 from taskstore import conf, states
 from taskstore.models import TaskRecord
+from taskstore.operations import statistics
+from taskstore.operations.views import queues_data, workers_data
 
 # The dashboard shows this many recent failures and remembers this many running tasks' states
 # (to move counts from one state to another as transitions arrive).
@@ -48,9 +50,12 @@ def _staff(request: HttpRequest) -> None:
 @require_GET
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Counts by state, tasks finished per minute, the latest failures; live from /ws/feed/."""
+    """Counts by state, tasks finished per minute, the latest failures, workers, queues and task
+    statistics; live from /ws/feed/."""
     _staff(request)
-    return render(request, "realtime/dashboard.html", {"stats": dashboard_stats()})
+    return render(
+        request, "realtime/dashboard.html", {"stats": dashboard_stats(), "windows": list(statistics.WINDOWS)}
+    )
 
 
 @require_GET
@@ -97,4 +102,8 @@ def dashboard_stats() -> dict[str, Any]:
             task_id: [state, version]
             for task_id, state, version in active.values_list("task_id", "state", "version")[:ACTIVE_LIMIT]
         },
+        # The operations console (taskstore.operations): workers, queue depths, statistics.
+        "workers": workers_data(),
+        "queues": queues_data(),
+        "statistics": statistics.task_statistics(statistics.WINDOWS[statistics.DEFAULT_WINDOW]),
     }

@@ -1,11 +1,13 @@
 """The admin: tasks and groups, read-only; the task list updates live over the feed socket.
 
-Rows are written only by the recorder, so nothing here adds, changes or deletes them; the one
-action, revoking, goes through :func:`taskstore.control.revoke` (and so through the recorder).
+Rows are written only by the recorder, so nothing here adds, changes or deletes them; the
+actions, revoking, terminating and re-running, go through :mod:`taskstore.operations.actions`
+(and so through :mod:`taskstore.control` and the recorder), each recorded as a control action.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -21,9 +23,13 @@ from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from taskstore import conf, control, states
+from taskstore import conf, states
 from taskstore.documents import for_viewer, task_document
 from taskstore.models import GroupRecord, TaskEvent, TaskRecord
+from taskstore.operations.actions import ActionRefused, BrokerUnavailable
+from taskstore.operations.actions import allowed as control_allowed
+from taskstore.operations.actions import perform as perform_action
+from taskstore.permissions import Viewer
 
 
 class ReadOnlyMixin:
@@ -93,7 +99,7 @@ class TaskRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("owner",)
     # Counting every row for "N total" is slow on a big table.
     show_full_result_count = False
-    actions = ("revoke_selected",)
+    actions = ("revoke_selected", "terminate_selected", "rerun_selected")
     inlines = (TaskEventInline,)
     fieldsets = (
         (None, {"fields": ("task_id", "task_name", "state", "version", "retries", "owner", "worker")}),
@@ -146,11 +152,14 @@ class TaskRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tasks", permissions=["revoke"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
-        """Revoke each selected task through :func:`taskstore.control.revoke`."""
+        """Revoke each selected task through the operations console's revoke action."""
         selected = dict(queryset.values_list("task_id", "state"))
         running = [task_id for task_id, state in selected.items() if state not in states.TERMINAL_STATES]
         for task_id in running:
-            control.revoke(task_id)
+            # Recorded as a control action (who, when) and pushed, like the console's; a task that
+            # ended meanwhile is refused, and counted below from the table.
+            with contextlib.suppress(ActionRefused):
+                perform_action(request.user, "revoke", task_id)
         # Count from the table, not from revoke()'s answer: on the revoke broadcast a worker may
         # record REVOKED itself (Celery marks a waiting task revoked in the result backend), and
         # whichever write comes first is the one recorded.
@@ -160,6 +169,35 @@ class TaskRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if ended:
             message += f" {ended} had already ended and kept {'their' if ended != 1 else 'its'} state."
         self.message_user(request, message, messages.SUCCESS if revoked else messages.WARNING)
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        """Terminating and re-running are for active staff (the operations console's rule)."""
+        return control_allowed(Viewer.of(request.user))
+
+    @admin.action(description="Terminate selected running tasks", permissions=["control"])
+    def terminate_selected(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
+        """Terminate each selected running task (recorded as a control action)."""
+        self._control(request, queryset, "terminate")
+
+    @admin.action(description="Re-run selected finished tasks", permissions=["control"])
+    def rerun_selected(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
+        """Send each selected finished task again with the same arguments (a new task)."""
+        self._control(request, queryset, "rerun")
+
+    def _control(self, request: HttpRequest, queryset: QuerySet[TaskRecord], action: str) -> None:
+        done, refused = 0, []
+        for task_id in queryset.values_list("task_id", flat=True):
+            try:
+                perform_action(request.user, action, task_id)
+                done += 1
+            except (ActionRefused, BrokerUnavailable) as problem:
+                refused.append(str(problem))
+        if done:
+            self.message_user(
+                request, f"{action.capitalize()}: {done} task{'s' if done != 1 else ''}.", messages.SUCCESS
+            )
+        for reason in refused[:10]:
+            self.message_user(request, reason, messages.WARNING)
 
     def get_urls(self) -> list[URLPattern]:
         """The admin's URLs plus ``live/``, before the catch-all object URLs."""
@@ -226,3 +264,7 @@ class GroupRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         """A link to the group's member tasks in the task list."""
         url = reverse("admin:taskstore_taskrecord_changelist")
         return format_html('<a href="{}?{}">tasks</a>', url, urlencode({"group_id": group.group_id}))
+
+
+# The operations console's pages (workers, queues, control actions) register themselves.
+from taskstore.operations import admin as operations_admin  # noqa: E402, F401

@@ -26,3 +26,6 @@ class TaskstoreConfig(AppConfig):
         signals.connect()
         beat_init.connect(schedule.add_cleanup_entry, weak=False, dispatch_uid="taskstore-cleanup")
         from taskstore import sessions  # noqa: F401  (its receivers end sockets of ended sessions)
+        from taskstore.operations import heartbeat
+
+        heartbeat.connect()

@@ -1,7 +1,8 @@
 """ASGI pieces a project wraps its application in (docs/install.md).
 
 * :class:`OriginValidator` refuses WebSocket handshakes from foreign pages (taskstore.origin);
-* :class:`BindPublisherLoop` tells the publisher which event loop the server runs.
+* :class:`BindPublisherLoop` tells the publisher which event loop the server runs, and starts
+  the process's operations monitor (taskstore.operations.monitor) with the first request.
 """
 
 from __future__ import annotations
@@ -31,4 +32,7 @@ class BindPublisherLoop:
         if loop is not self._bound:
             publisher.bind_loop(loop)
             self._bound = loop
+            from taskstore.operations import monitor
+
+            monitor.start()
         return await self.app(scope, receive, send)

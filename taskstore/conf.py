@@ -39,6 +39,17 @@ DEFAULTS: dict[str, Any] = {
     # Path under which the project routes taskstore's sockets (taskstore.routing): "ws/" serves
     # /ws/tasks/ and /ws/feed/. The admin's live list and the pages read it to find the feed.
     "TASKSTORE_WEBSOCKET_PREFIX": "ws/",
+    # The operations console (docs/operations.md). Seconds between a worker's heartbeats; a
+    # worker whose heartbeat is this late shows as lost; seconds between the monitor's rounds
+    # (lost workers, queue depths, metric totals), which one process at a time runs.
+    "TASKSTORE_WORKER_HEARTBEAT": 5.0,
+    "TASKSTORE_WORKER_LOST_AFTER": 30.0,
+    "TASKSTORE_MONITOR_INTERVAL": 5.0,
+    # Queue names whose depth is read even while no worker consumes them (the default queue,
+    # CELERY_TASK_QUEUES and every queue a known worker consumes are read anyway).
+    "TASKSTORE_WATCH_QUEUES": [],
+    # A bearer token a Prometheus scraper may send to /metrics (staff sessions need none).
+    "TASKSTORE_METRICS_TOKEN": None,
 }
 
 
@@ -92,6 +103,18 @@ def _prefix(value: Any) -> str | None:
     return None
 
 
+def _queue_names(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        return "must be a list of queue names"
+    return None
+
+
+def _optional_token(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and len(value) >= 16):
+        return None
+    return "must be None or a string of 16 characters or more"
+
+
 RULES: dict[str, Callable[[Any], str | None]] = {
     "TASKSTORE_SUBMITTABLE_TASKS": _task_names,
     "TASKSTORE_ANONYMOUS_SUBMIT": _optional_bool,
@@ -107,6 +130,11 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "TASKSTORE_RECONCILE_INTERVAL": _number(0, whole=False),
     "TASKSTORE_WRITE_RETRY_SECONDS": _number(0, whole=False),
     "TASKSTORE_WEBSOCKET_PREFIX": _prefix,
+    "TASKSTORE_WORKER_HEARTBEAT": _number(0.1, whole=False),
+    "TASKSTORE_WORKER_LOST_AFTER": _number(0.5, whole=False),
+    "TASKSTORE_MONITOR_INTERVAL": _number(0.1, whole=False),
+    "TASKSTORE_WATCH_QUEUES": _queue_names,
+    "TASKSTORE_METRICS_TOKEN": _optional_token,
 }
 
 
@@ -118,4 +146,11 @@ def problems() -> list[str]:
         trouble = rule(value)
         if trouble is not None:
             found.append(f"{name} {trouble}, not {value!r}.")
+    beat = getattr(settings, "TASKSTORE_WORKER_HEARTBEAT", DEFAULTS["TASKSTORE_WORKER_HEARTBEAT"])
+    lost = getattr(settings, "TASKSTORE_WORKER_LOST_AFTER", DEFAULTS["TASKSTORE_WORKER_LOST_AFTER"])
+    if not found and lost <= 2 * beat:
+        found.append(
+            f"TASKSTORE_WORKER_LOST_AFTER must be more than twice TASKSTORE_WORKER_HEARTBEAT "
+            f"({lost!r} <= 2 * {beat!r}): a worker would show as lost between two heartbeats."
+        )
     return found

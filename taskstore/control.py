@@ -1,10 +1,16 @@
-"""Actions on tasks from code and the admin."""
+"""Actions on tasks from code, the admin and the operations console (taskstore.operations.actions).
+
+Each goes through the recorder: the state it causes is recorded (and pushed) like any other."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from celery import current_app
 
 from taskstore import states
+from taskstore.models import TaskRecord
+from taskstore.owner import owned_by
 from taskstore.recorder import Transition, record
 
 
@@ -24,3 +30,30 @@ def revoke(task_id: str, terminate: bool = False) -> bool:
     )
     current_app.control.revoke(task_id, terminate=terminate)
     return document is not None
+
+
+def terminate(task_id: str) -> bool:
+    """End a running task: record REVOKED ("terminated") and have its worker kill the pool
+    process running it (SIGTERM; the pool starts a new one, the worker stays up).
+
+    Returns whether the REVOKED transition was recorded (False if the task had already ended).
+    """
+    document = record(
+        Transition(
+            task_id=task_id,
+            state=states.REVOKED,
+            error={"type": "TaskRevokedError", "message": "terminated"},
+        )
+    )
+    current_app.control.revoke(task_id, terminate=True, signal="SIGTERM")
+    return document is not None
+
+
+def rerun(task: TaskRecord) -> str:
+    """Send ``task`` again with the same arguments, for the same owner, as a new task whose
+    parent is the old one; return the new task's id."""
+    args: Any = task.args if task.args is not None else []
+    kwargs: Any = task.kwargs if task.kwargs is not None else {}
+    with owned_by(task.owner_id):
+        result = current_app.send_task(task.task_name, args=args, kwargs=kwargs, parent_id=task.task_id)
+    return str(result.id)

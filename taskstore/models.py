@@ -60,6 +60,15 @@ class TaskRecord(models.Model):
             models.Index(fields=["date_done"], name="taskstore_task_done_idx"),
             # What changed since a moment: a feed's catch-up after a channel-layer outage.
             models.Index(fields=["date_updated"], name="taskstore_task_updated_idx"),
+            # The operations console (taskstore.operations): a worker's finished tasks since its
+            # last heartbeat, and its running ones. (Statistics over a window read
+            # taskstore_task_done_idx.)
+            models.Index(fields=["worker", "date_done"], name="taskstore_task_worker_idx"),
+            models.Index(
+                fields=["worker"],
+                condition=models.Q(date_done__isnull=True, date_started__isnull=False),
+                name="taskstore_task_running_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -112,3 +121,26 @@ class GroupRecord(models.Model):
 
     def __str__(self) -> str:
         return f"group {self.group_id} v{self.version}"
+
+
+# The operations console's tables live in their own module (taskstore.operations).
+from taskstore.operations.models import (  # noqa: E402
+    ControlAction,
+    Lease,
+    PushCounters,
+    QueueRecord,
+    TaskTally,
+    WorkerRecord,
+)
+
+__all__ = [
+    "ControlAction",
+    "GroupRecord",
+    "Lease",
+    "PushCounters",
+    "QueueRecord",
+    "TaskEvent",
+    "TaskRecord",
+    "TaskTally",
+    "WorkerRecord",
+]

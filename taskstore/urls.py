@@ -1,8 +1,9 @@
-"""REST API URLs (mounted under /api/)."""
+"""REST API URLs (mounted under /api/); the operations console's under ops/ (staff only)."""
 
 from django.urls import path
 
 from taskstore import api
+from taskstore.operations.urls import urlpatterns as operations_urlpatterns
 
 app_name = "taskstore"
 
@@ -11,4 +12,5 @@ urlpatterns = [
     path("tasks/<str:task_id>/", api.task_detail, name="task"),
     path("tasks/<str:task_id>/events/", api.task_events, name="task-events"),
     path("groups/<str:group_id>/", api.group_detail, name="group"),
+    *operations_urlpatterns,
 ]

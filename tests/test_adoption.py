@@ -177,7 +177,9 @@ def project(wheel: Path, database: str, tmp_path_factory: pytest.TempPathFactory
         settings.read_text()
         + "\nDATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql', "
         + f"'NAME': {database.rsplit('/', 1)[1]!r}, 'USER': 'postgres', 'HOST': '127.0.0.1', 'PORT': 5432}}}}\n"
-        + f"CELERY_TASK_DEFAULT_QUEUE = 'adoption-{uuid.uuid4().hex[:8]}'\n"
+        # A queue of its own: the suite's worker (another project on the same Redis) consumes
+        # the default one and would take this project's tasks, unknown to it.
+        + f"CELERY_TASK_DEFAULT_QUEUE = 'adoption-{database.rsplit('_', 1)[1]}'\n"
     )
     env = clean_env()
     env.update(

@@ -22,6 +22,7 @@ from taskstore.consumers.delivery import TaskStream, counters
 from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
 from taskstore.consumers.limits import FrameLimiter, Verdict
 from taskstore.documents import for_push
+from taskstore.operations import pushstats
 from taskstore.permissions import Viewer, shown_task
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.lock = asyncio.Lock()
         self.closing = False
         await self.accept()
+        pushstats.opened()
+        self.counted_open = True
         if await self.opened():
             for group in self.session_groups():
                 await self.join(group)
@@ -90,6 +93,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Stop the periodic check and leave every channel-layer group."""
         self.closing = True
         self.stop_reconciler()
+        if getattr(self, "counted_open", False):
+            self.counted_open = False
+            pushstats.closed()
         # A failed discard costs little: memberships expire on their own (group_expiry).
         groups = [*self.layer_groups(), *self.session_groups()]
         await layer_outages.in_turn(
@@ -172,6 +178,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             allowed = ", ".join(sorted(self.frame_types))
             raise BadRequest(f"Unknown frame type {kind!r}: expected one of {allowed}.")
         return frame
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        """Send one JSON frame, counted for /metrics (taskstore.operations.pushstats)."""
+        pushstats.frame_sent()
+        await super().send_json(content, close)
 
     async def ping(self, frame: dict[str, Any]) -> None:
         """Answer ``ping`` with ``pong``."""

@@ -15,9 +15,15 @@ BAD_REQUEST = "bad_request"
 FORBIDDEN = "forbidden"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 RATE_LIMITED = "rate_limited"
+CONFLICT = "conflict"  # a control action that does not apply to its target now
+UNAVAILABLE = "unavailable"  # the broker could not be reached for a control action
 
 # Server frame types.
 TASK_UPDATE = "task.update"
 GROUP_UPDATE = "group.update"
 ERROR = "error"
 PONG = "pong"
+# On staff feeds (taskstore.consumers.operations).
+WORKER_UPDATE = "worker.update"
+QUEUE_UPDATE = "queue.update"
+ACTION_RECORDED = "action.recorded"

@@ -18,6 +18,7 @@ from taskstore import addressing, layer_outages
 from taskstore.consumers import codes, queries
 from taskstore.consumers.base import LiveConsumer
 from taskstore.consumers.delivery import TaskStream
+from taskstore.consumers.operations import OperationsFeed
 from taskstore.documents import for_push
 from taskstore.permissions import Viewer, may_see_owned
 
@@ -28,10 +29,13 @@ logger = logging.getLogger(__name__)
 MAX_TRACKED_TASKS = 1000
 
 
-class FeedConsumer(LiveConsumer):
-    """Pushes the feed of a logged-in user; anonymous sockets are accepted and closed with 4401."""
+class FeedConsumer(OperationsFeed, LiveConsumer):
+    """Pushes the feed of a logged-in user; anonymous sockets are accepted and closed with 4401.
 
-    frame_types = frozenset({"ping"})
+    Staff feeds also carry workers, queues and control actions (taskstore.consumers.operations).
+    """
+
+    frame_types = frozenset({"ping", "control"})
 
     async def opened(self) -> bool:
         """Join the user's feed (or the staff feed), or close an anonymous socket."""
@@ -96,6 +100,7 @@ class FeedConsumer(LiveConsumer):
         if layer_outages.failed_since(self.checked):
             await self.sweep(self.checked_wall)
         await self.catch_up(dict(self.streams))
+        await self.reconcile_operations()
         self.checked_wall, self.checked = started_wall, started
 
     async def sweep(self, since: datetime) -> None:

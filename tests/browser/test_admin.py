@@ -16,7 +16,7 @@ from django.contrib.sessions.models import Session
 from playwright.sync_api import expect
 
 from realtime import tasks
-from taskstore.models import TaskRecord
+from taskstore.models import ControlAction, TaskRecord
 from taskstore.owner import owned_by
 from tests.browser.support import Server, log_in, screenshot
 from tests.support.markers import IN_BROWSER
@@ -142,6 +142,9 @@ def test_revoke_selected_tasks(page: Any, server: Server, staff: Any) -> None:
     page.locator(f'input.action-select[value="{waiting.id}"]').check()
     page.locator(f'input.action-select[value="{done.id}"]').check()
     page.locator("select[name=action]").select_option("revoke_selected")
+    # The action asks to confirm first (admin-confirm.js): say yes, and note the question where
+    # it outlives the form's submission.
+    page.evaluate("window.confirm = (question) => { sessionStorage.asked = question; return true; }")
     page.get_by_role("button", name="Go").click()
 
     expect(page.locator(".messagelist")).to_have_text(
@@ -150,6 +153,9 @@ def test_revoke_selected_tasks(page: Any, server: Server, staff: Any) -> None:
     expect(page.locator(f'[data-field=state][data-task-id="{waiting.id}"]')).to_have_text("REVOKED")
     expect(page.locator(f'[data-field=state][data-task-id="{done.id}"]')).to_have_text("SUCCESS")
     assert TaskRecord.objects.get(task_id=waiting.id).state == "REVOKED"
+    assert page.evaluate("sessionStorage.asked") == "Revoke the selected tasks? (2 selected)"
+    recorded = ControlAction.objects.get(action="revoke", target=waiting.id)
+    assert recorded.username == "boss"
     assert TaskRecord.objects.get(task_id=done.id).state == "SUCCESS"
 
 
@@ -160,6 +166,8 @@ def test_the_task_list_is_read_only(page: Any, server: Server, staff: Any) -> No
     assert page.locator("select[name=action] option").all_inner_texts() == [
         "---------",
         "Revoke selected tasks",
+        "Terminate selected running tasks",
+        "Re-run selected finished tasks",
     ]
     page.locator("#result_list tbody th a").first.click()
     expect(page.locator("h1")).to_contain_text("View task")

@@ -274,3 +274,25 @@ def test_coming_back_online_reconnects_at_once_but_only_once(page: Any) -> None:
         }"""
     )
     assert counts == [1, 2, 2, "reconnecting"]
+
+
+def test_the_feed_hands_other_frame_types_to_frame_events_and_never_to_on_update(page: Any) -> None:
+    seen = page.evaluate(
+        """async () => {
+          const updates = [], frames = [];
+          const feed = new tc.FeedClient({WebSocket: FakeSocket, onUpdate: (d) => updates.push(d.task_id)});
+          feed.addEventListener("frame", (e) => frames.push(e.detail.type));
+          sockets[0].open();
+          sockets[0].push({type: "worker.update", hostname: "celery@a", status: "lost", version: 3});
+          sockets[0].push({type: "something.new", anything: true});
+          sockets[0].push({type: "pong"});
+          sockets[0].push(doc(1, "STARTED", "t9"));
+          feed.send({type: "control", action: "revoke", task_id: "t9"});
+          const sent = sockets[0].sent.at(-1);
+          feed.close();
+          return {updates, frames, sent};
+        }"""
+    )
+    assert seen["updates"] == ["t9"]
+    assert seen["frames"] == ["worker.update", "something.new"]
+    assert seen["sent"] == {"type": "control", "action": "revoke", "task_id": "t9"}

@@ -1,11 +1,15 @@
 /**
  * The staff dashboard: counts by state, tasks finished per minute over the last hour (an SVG
- * chart drawn here), the latest failures. The first data comes with the page; then every
- * transition on /ws/feed/ moves the numbers. The feed has no replay, so after each (re)connect
- * the page fetches the data again.
+ * chart drawn here), the latest failures (each with Re-run), workers, queues (with Purge) and
+ * task statistics with a runtime chart (taskstore's operations.js). The first data comes with
+ * the page; then every transition on /ws/feed/ moves the numbers, and worker.update and
+ * queue.update frames redraw workers and queues. The feed has no replay, so after each
+ * (re)connect the page fetches the data again. Statistics are fetched again when tasks finish,
+ * at most every STATS_EVERY ms.
  */
 // The taskstore app's client: every app's static files share STATIC_URL, so a relative import finds it.
 import {FeedClient, TERMINAL_STATES} from "../taskstore/taskclient.js";
+import {OperationsModel, control, fetchJson, renderQueues, renderRuntimeChart, renderStatistics, renderWorkers} from "../taskstore/operations.js";
 import {showTransport} from "./transport.js";
 
 const root = document.getElementById("dashboard");
@@ -14,6 +18,7 @@ const MINUTE = 60_000;
 const WINDOW_MINUTES = 60;
 const LATEST_FAILURES = 10;
 const SVG = "http://www.w3.org/2000/svg";
+const STATS_EVERY = 5000;
 
 /**
  * @typedef {object} Model
@@ -34,6 +39,8 @@ function load(data) {
     perMinute: new Map(Object.entries(data.finished_per_minute).map(([minute, n]) => [Date.parse(minute), n])),
     failures: data.failures,
     tasks: new Map(Object.entries(data.active).map(([id, [state, version]]) => [id, {state, version}])),
+    operations: new OperationsModel({workers: data.workers, queues: data.queues}),
+    statistics: data.statistics,
   };
 }
 
@@ -59,6 +66,7 @@ function apply(doc) {
     model.counts.set(doc.state, (model.counts.get(doc.state) || 0) + 1);
   }
   if (TERMINAL_STATES.includes(doc.state)) {
+    statisticsSoon();
     model.tasks.delete(doc.task_id);
     if (doc.date_done) {
       const minute = Math.floor(Date.parse(doc.date_done) / MINUTE) * MINUTE;
@@ -93,6 +101,7 @@ async function resync() {
     if (!response.ok) throw new Error(`the server answered ${response.status}`);
     model = load(await response.json());
     render();
+    if (windowSelect.value !== "1h") refreshStatistics();
   } catch (error) {
     console.warn("dashboard: could not refresh", error);
   }
@@ -193,16 +202,83 @@ function renderFailures() {
       const error = document.createElement("td");
       error.className = "error";
       error.textContent = failure.error ? `${failure.error.type}: ${failure.error.message}` : "";
-      row.append(when, task, error);
+      const rerun = document.createElement("button");
+      rerun.type = "button";
+      rerun.className = "ops-rerun";
+      rerun.textContent = "Re-run";
+      rerun.addEventListener("click", () =>
+        act({action: "rerun", task_id: failure.task_id}, `Send ${failure.task_name || failure.task_id} again with the same arguments?`),
+      );
+      const controls = document.createElement("td");
+      controls.append(rerun);
+      row.append(when, task, error, controls);
       return row;
     }),
   );
 }
 
+const message = document.getElementById("ops-message");
+
+/** Take a control action after the user confirms; say what went wrong, if anything. */
+async function act(body, question) {
+  try {
+    await control(root.dataset.actionsUrl, body, question);
+    message.hidden = true;
+  } catch (error) {
+    message.hidden = false;
+    message.textContent = `${body.action} failed: ${error.message}`;
+  }
+}
+
+function renderOperations() {
+  const {workers, queues} = model.operations;
+  renderWorkers(document.querySelector("#workers tbody"), workers);
+  document.getElementById("workers").hidden = workers.size === 0;
+  document.getElementById("workers-empty").hidden = workers.size > 0;
+  renderQueues(document.querySelector("#queues tbody"), queues, (queue) =>
+    act({action: "purge", queue}, `Delete every message waiting in queue ${queue}? This cannot be undone.`),
+  );
+  document.getElementById("queues").hidden = queues.size === 0;
+  document.getElementById("queues-empty").hidden = queues.size > 0;
+}
+
+function renderStatisticsSection() {
+  const rows = model.statistics;
+  renderStatistics(document.querySelector("#statistics tbody"), rows);
+  document.getElementById("statistics").hidden = rows.length === 0;
+  document.getElementById("statistics-empty").hidden = rows.length > 0;
+  renderRuntimeChart(document.getElementById("runtime-chart"), rows);
+}
+
+const windowSelect = document.getElementById("window");
+let statsTimer = null;
+let statsFetchedAt = 0;
+
+function statisticsSoon() {
+  statsTimer ??= setTimeout(refreshStatistics, Math.max(0, statsFetchedAt + STATS_EVERY - Date.now()));
+}
+
+async function refreshStatistics() {
+  clearTimeout(statsTimer);
+  statsTimer = null;
+  statsFetchedAt = Date.now();
+  try {
+    const url = new URL(root.dataset.statsUrl, location.href);
+    url.searchParams.set("window", windowSelect.value);
+    model.statistics = (await fetchJson(url)).tasks;
+    renderStatisticsSection();
+  } catch (error) {
+    console.warn("dashboard: could not refresh the statistics", error);
+  }
+}
+windowSelect.addEventListener("change", refreshStatistics);
+
 function render() {
   renderCounts();
   renderChart();
   renderFailures();
+  renderOperations();
+  renderStatisticsSection();
 }
 
 render();
@@ -210,6 +286,9 @@ render();
 setInterval(renderChart, 30_000);
 
 const feed = new FeedClient({url: root.dataset.feedUrl, onUpdate: apply});
+feed.addEventListener("frame", (event) => {
+  if (model.operations.apply(event.detail)) renderOperations();
+});
 showTransport(feed, document.getElementById("transport"), {4401: "Not connected: log in as staff"});
 feed.addEventListener("statechange", (event) => {
   // Whatever happened while the socket was down (or before it first opened) is not replayed.

@@ -546,6 +546,10 @@ export class TaskClient extends EventTarget {
  * The feed has no replay: after a reconnect, fetch what you show again. `statechange` events
  * with `detail.state === "open"` say when. Anonymous users are closed out (state `closed`,
  * `detail.code` 4401).
+ *
+ * Frames of other types (on staff feeds: `worker.update`, `queue.update`, `action.recorded`)
+ * come as `frame` events, `detail` the whole frame; `send(frame)` sends a client frame (staff:
+ * `{"type": "control", …}`).
  */
 export class FeedClient extends EventTarget {
   /**
@@ -581,10 +585,21 @@ export class FeedClient extends EventTarget {
     this.dispatchEvent(new CustomEvent("statechange", {detail: {state: "closed", code: null}}));
   }
 
+  /** Send a client frame (paced like every frame; dropped while the socket is not open). */
+  send(frame) {
+    this.connection.send(frame);
+  }
+
   /** @private */
   receive(frame) {
     const {type, ...document} = frame;
-    if (type !== "task.update" || typeof document.version !== "number") return;
+    if (type !== "task.update") {
+      // Staff feeds also carry worker.update, queue.update and action.recorded (and later
+      // versions of the protocol may add types): handed on as "frame" events, never an error.
+      if (typeof type === "string" && type !== "pong") this.dispatchEvent(new CustomEvent("frame", {detail: frame}));
+      return;
+    }
+    if (typeof document.version !== "number") return;
     const held = this.versions.get(document.task_id);
     if (held !== undefined && document.version <= held) return;
     // Re-insert so the Map stays in least-recently-updated order, then trim the oldest.
