@@ -78,6 +78,12 @@ def _not_copied(directory: str, names: list[str]) -> set[str]:
     return {n for n in names if (top and n in NOT_COPIED) or n == "__pycache__" or n.endswith(".egg-info")}
 
 
+INSTALLED_CHECK = """
+import sys, taskstore
+print("taskstore from", taskstore.__file__)
+sys.exit("site-packages" not in taskstore.__file__)
+"""
+
 # scripts/run builds and tests its own .venv with the locked versions; the main suite covers it.
 NOT_IN_MATRIX = ["--ignore=tests/test_embedded.py"]
 
@@ -172,13 +178,8 @@ def tests(session: nox.Session, django: str, stack: str) -> None:
     shutil.rmtree(tree, ignore_errors=True)
     shutil.copytree(ROOT, tree, ignore=_not_copied)
     session.chdir(tree)
-    session.run("python", "-c", "import taskstore, sys; print('taskstore from', taskstore.__file__)")
-    session.run(
-        "python",
-        "-c",
-        "import sys, taskstore; sys.exit('site-packages' not in taskstore.__file__)",
-        silent=True,
-    )
+    # The tests must import the installed package: stop here if the copy could shadow it.
+    session.run("python", "-c", INSTALLED_CHECK)
 
     slug = f"py{str(session.python).replace('.', '')}_dj{django.replace('.', '')}_{stack}"
     env = {
