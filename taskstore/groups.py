@@ -34,17 +34,14 @@ def touch_group(group_id: str, owner_id: int | None = None) -> GroupRecord:
 def save_members(group_id: str, members: list[str], owner_id: int | None = None) -> None:
     """Record a group's exact membership and order (a saved group or a chord header)."""
     now = timezone.now()
-    GroupRecord.objects.update_or_create(
-        group_id=group_id,
-        defaults={"total": len(members), "members": members, "date_updated": now},
-        create_defaults={
-            "total": len(members),
-            "members": members,
-            "owner_id": owner_id,
-            "date_created": now,
-            "date_updated": now,
-        },
+    fields = {"total": len(members), "members": members, "date_updated": now}
+    # Not update_or_create(create_defaults=...), which arrived in Django 5.0: the owner and the
+    # creation time are set by the first save only; get_or_create survives a racing insert.
+    _, created = GroupRecord.objects.get_or_create(
+        group_id=group_id, defaults={**fields, "owner_id": owner_id, "date_created": now}
     )
+    if not created:
+        GroupRecord.objects.filter(group_id=group_id).update(**fields)
 
 
 def group_document(group: GroupRecord) -> dict[str, Any]:

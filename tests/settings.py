@@ -9,6 +9,7 @@ os.environ.pop("DATABASE_URL", None)
 os.environ.pop("REDIS_URL", None)
 
 import dj_database_url
+import django
 
 from realtime.settings import *  # noqa: F403
 from taskstore.layers import redis_host
@@ -26,7 +27,11 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "tests.sqlite3",  # noqa: F405
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
+            # transaction_mode arrived in Django 5.1 (see realtime/settings.py).
+            "OPTIONS": {
+                "timeout": 30,
+                **({"transaction_mode": "IMMEDIATE"} if django.VERSION >= (5, 1) else {}),
+            },
             "TEST": {"NAME": str(VAR_DIR / "test-tests.sqlite3")},  # noqa: F405
         }
     }

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from taskstore import addressing, layer_outages
 from taskstore.consumers import codes, queries
@@ -116,6 +117,7 @@ def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value)
+        # Not datetime.fromisoformat: before Python 3.11 it refuses the "Z" documents end with.
+        return parse_datetime(value)
     except ValueError:
         return None
