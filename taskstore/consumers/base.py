@@ -8,26 +8,34 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 
-from taskstore import conf, layer_outages, sessions
-from taskstore.consumers import codes, queries
+from taskstore import conf, fanout, sessions
+from taskstore.consumers import codes, frames, queries
 from taskstore.consumers.delivery import TaskStream, counters
 from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
 from taskstore.consumers.limits import FrameLimiter, Verdict
+from taskstore.consumers.outbox import Outbox
 from taskstore.documents import for_push
-from taskstore.permissions import Viewer, shown_task
+from taskstore.permissions import Viewer
 
 logger = logging.getLogger(__name__)
 
 # Longest pause between periodic checks after repeated failures (Redis or the database away).
 MAX_RECONCILE_BACKOFF = 60.0
+# Messages a socket may have waiting for its handlers (each a reference to a message shared by
+# the process's sockets); past this the client is too slow, as past its send buffer.
+MAX_BACKLOG = 1000
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -47,22 +55,89 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any
     ) -> None:
-        """Serve one socket; however that ends (a disconnect or an error), end its periodic check."""
+        """Serve one socket; however that ends (a disconnect or an error), end its periodic check.
+
+        Unlike Channels' own consumers, a socket has no channel-layer channel of its own: the
+        process's hub (taskstore.fanout) holds one membership per group and calls ``offer`` for
+        each message, and every frame leaves through the socket's bounded outbox.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = None
+        self.hub = fanout.hub_for(self.channel_layer) if self.channel_layer is not None else None
+        self.raw_send = send
+        self.outbox_limit = int(conf.get("TASKSTORE_SEND_BUFFER_BYTES"))
+        self.outbox = Outbox(send, self.outbox_limit, self.too_slow)
+        self.base_send = self._queue_event
+        self.backlog: deque[dict[str, Any]] | None = None
+        self.backlog_task: asyncio.Task[None] | None = None
+        self.closing = False
+        # Serialises sending between the handlers and the periodic check, so each stream's
+        # versions leave in order.
+        self.lock = asyncio.Lock()
         try:
-            await super().__call__(scope, receive, send)
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
         finally:
             self.stop_reconciler()
+            if self.backlog_task is not None:
+                self.backlog_task.cancel()
 
-    @property
-    def channel_receive(self) -> layer_outages.Receive:
-        """What Channels' dispatch loop awaits for layer messages: the layer's receive, made
-        to wait out layer failures instead of ending the consumer (see taskstore.layer_outages)."""
-        return self._tolerant_receive
+    async def _queue_event(self, event: dict[str, Any]) -> None:
+        # Every ASGI send goes through the outbox, in order; none of them waits for the client.
+        text = event.get("text")
+        self.outbox.put(event, len(text.encode()) if text is not None else len(event.get("bytes") or b""))
 
-    @channel_receive.setter
-    def channel_receive(self, receive: layer_outages.Receive) -> None:
-        # AsyncConsumer.__call__ assigns the layer's own receive here, then reads it back.
-        self._tolerant_receive = layer_outages.tolerant(receive)
+    def too_slow(self) -> None:
+        """The client stopped reading and its frames passed the limit: close it (it resumes with
+        ``since``)."""
+        if self.closing:
+            return
+        logger.info("Closing a socket whose client stopped reading (over %s bytes unsent)", self.outbox_limit)
+        self.closing = True
+        self.stop_reconciler()
+        if self.backlog is not None:
+            self.backlog.clear()
+        task = asyncio.ensure_future(self.raw_send({"type": "websocket.close", "code": codes.CLOSE_TOO_SLOW}))
+        task.add_done_callback(_retrieve)
+
+    # --- messages from the hub -------------------------------------------------------------------
+
+    def offer(self, message: dict[str, Any]) -> None:
+        """Take a message of a group this socket is in (called by the hub; never waits).
+
+        A message that can go out at once (the next version of a stream, nothing else in the
+        way) is sent here; any other waits in this socket's backlog for its handler.
+        """
+        if self.closing:
+            return
+        if self.backlog is None:
+            if not self.lock.locked() and self.handle_now(message):
+                return
+            self.backlog = deque()
+            self.backlog_task = asyncio.ensure_future(self._work_backlog())
+        elif len(self.backlog) >= MAX_BACKLOG:
+            self.too_slow()
+            return
+        self.backlog.append(message)
+
+    def handle_now(self, message: dict[str, Any]) -> bool:
+        """Handle ``message`` without waiting, if it can be; return whether it was."""
+        return False
+
+    async def _work_backlog(self) -> None:
+        try:
+            while self.backlog and not self.closing:
+                message = self.backlog.popleft()
+                try:
+                    await self.dispatch(message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("Handling a %r message failed", message.get("type"))
+        finally:
+            self.backlog = None
 
     async def connect(self) -> None:
         """Accept the socket and set up its limits."""
@@ -72,10 +147,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.session_lock = asyncio.Lock()
         self.max_frame_bytes = int(conf.get("TASKSTORE_MAX_FRAME_BYTES"))
         self.limiter = FrameLimiter(conf.get("TASKSTORE_RATE_LIMIT"), conf.get("TASKSTORE_RATE_BURST"))
-        # Serialises sending between the handlers and the periodic check, so each stream's
-        # versions leave in order.
-        self.lock = asyncio.Lock()
-        self.closing = False
         await self.accept()
         if await self.opened():
             for group in self.session_groups():
@@ -90,20 +161,20 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Stop the periodic check and leave every channel-layer group."""
         self.closing = True
         self.stop_reconciler()
-        # A failed discard costs little: memberships expire on their own (group_expiry).
-        groups = [*self.layer_groups(), *self.session_groups()]
-        await layer_outages.in_turn(
-            (self.channel_layer.group_discard(g, self.channel_name) for g in groups),
-            "leave groups",
-        )
+        self.outbox.cancel()
+        for group in [*self.layer_groups(), *self.session_groups()]:
+            await self.leave(group)
 
     async def join(self, group: str) -> None:
-        """Join a channel-layer group. If the layer fails, the periodic check joins again."""
-        await layer_outages.in_turn([self.channel_layer.group_add(group, self.channel_name)], "join")
+        """Receive the messages of a channel-layer group (through the process's hub). If the
+        layer fails, the hub joins again at its periodic refresh."""
+        if self.hub is not None:
+            await self.hub.join(group, self)
 
     async def leave(self, group: str) -> None:
-        """Leave a channel-layer group. If the layer fails, the membership expires on its own."""
-        await layer_outages.in_turn([self.channel_layer.group_discard(group, self.channel_name)], "leave")
+        """Stop receiving the messages of a channel-layer group."""
+        if self.hub is not None:
+            await self.hub.leave(group, self)
 
     def stop_reconciler(self) -> None:
         """Cancel the periodic check, if it runs (from within, it ends on its own: see ``closing``)."""
@@ -213,8 +284,21 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Send ``document`` (already fit for push) to the client, if it is new to the stream."""
         if document["version"] <= stream.held or self.closing:
             return
-        await self.send_json({"type": codes.TASK_UPDATE, **shown_task(document, self.viewer)})
+        text, size = frames.task_frame(document, self.viewer.staff)
+        # Versions read from the database can come many at once (a resume from ``since``): let
+        # a reading client take them as fast as it reads, rather than close it for the burst.
+        await self.outbox.room(self.outbox_limit // 2)
+        self.push_frame(text, size)
         stream.record_sent(document["version"], document["state"])
+
+    def push_task(self, stream: TaskStream, document: dict[str, Any]) -> None:
+        """Send the next live version of a stream at once (the hub's fast path)."""
+        self.push_frame(*frames.task_frame(document, self.viewer.staff))
+        stream.record_sent(document["version"], document["state"])
+
+    def push_frame(self, text: str, size: int) -> None:
+        """Queue an encoded text frame of ``size`` bytes for the client."""
+        self.outbox.put({"type": "websocket.send", "text": text}, size)
 
     async def catch_up(self, streams: dict[str, TaskStream]) -> None:
         """Send the versions the database holds beyond what each unfinished stream sent.
@@ -324,3 +408,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             # The database is away. A session kept there cannot end meanwhile (logging out and
             # changing a password write to it); try again at the next interval.
             logger.exception("The periodic session check failed; next try in one interval")
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # The close of a socket that is gone fails; nothing else is to be done about it.
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("Closing a slow socket failed: %s", task.exception())

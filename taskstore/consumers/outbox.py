@@ -1,0 +1,140 @@
+"""A socket's frames on their way out, bounded in bytes (TASKSTORE_SEND_BUFFER_BYTES).
+
+A client that stops reading while its task streams would otherwise have every frame buffered for
+it by the server, without end: daphne hands each ASGI send to Twisted, which keeps what the
+kernel does not take; uvicorn's ``send`` waits for the client, so frames pile up in front of it.
+Each socket therefore counts what it has queued and what the server still holds for it; past
+the limit it drops its frames and closes with CLOSE_TOO_SLOW, and the client resumes with
+``since`` (the database holds every version). Centrifugo and Phoenix close slow clients the same
+way rather than let one of them grow a node's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# How often a burst from the database looks whether the client took what was sent, seconds.
+ROOM_POLL = 0.02
+# A client that takes nothing of a burst for this long is closed as too slow, seconds.
+ROOM_TIMEOUT = 30.0
+
+
+class Outbox:
+    """Frames queued for one socket, written in order by a task that runs only while some wait."""
+
+    __slots__ = ("_bytes", "_held_by_server", "_limit", "_overflow", "_queue", "_send", "_writer", "full")
+
+    def __init__(self, send: Send, limit: int, overflow: Callable[[], None]) -> None:
+        self._send = send
+        self._limit = limit
+        self._overflow = overflow
+        self._held_by_server = server_buffer(send)
+        self._queue: deque[tuple[dict[str, Any], int]] = deque()
+        self._bytes = 0
+        self._writer: asyncio.Task[None] | None = None
+        self.full = False  # the limit was passed: nothing more is queued
+
+    def put(self, event: dict[str, Any], size: int = 0) -> None:
+        """Queue an ASGI send ``event`` of ``size`` bytes (text frames); never waits.
+
+        Past the limit the queue is dropped and ``overflow`` is called once.
+        """
+        if self.full:
+            return
+        if size and self._limit > 0 and self._bytes + size + self._held_by_server() > self._limit:
+            self.full = True
+            self._queue.clear()
+            self._bytes = 0
+            self._overflow()
+            return
+        self._queue.append((event, size))
+        self._bytes += size
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
+
+    async def room(self, threshold: int, timeout: float = ROOM_TIMEOUT) -> None:
+        """Wait until at most ``threshold`` bytes are pending (a client reading a burst).
+
+        The server says nothing when its buffer drains, so this looks again every
+        ROOM_POLL seconds. A client that takes nothing for ``timeout`` seconds is too slow.
+        """
+        if self._limit <= 0:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.full and self.pending() > threshold:
+            if asyncio.get_running_loop().time() >= deadline:
+                self.full = True
+                self._queue.clear()
+                self._bytes = 0
+                self._overflow()
+                return
+            await asyncio.sleep(ROOM_POLL)
+
+    def pending(self) -> int:
+        """Bytes queued here and held by the server for this socket."""
+        return self._bytes + self._held_by_server()
+
+    def cancel(self) -> None:
+        """Drop what is queued (the socket is gone)."""
+        self._queue.clear()
+        self._bytes = 0
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def _write(self) -> None:
+        try:
+            while self._queue:
+                event, size = self._queue.popleft()
+                self._bytes -= size
+                await self._send(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Sending a frame failed; dropping the socket's queued frames")
+            self._queue.clear()
+            self._bytes = 0
+        finally:
+            self._writer = None
+
+
+def _nothing() -> int:
+    return 0
+
+
+def server_buffer(send: Send) -> Callable[[], int]:
+    """A function giving the bytes the ASGI server holds unsent for the socket behind ``send``.
+
+    daphne applies no backpressure to ``send``: it writes to the Twisted transport, which buffers
+    whatever the kernel does not take. Its ``send`` is ``partial(server.handle_reply, protocol)``,
+    reached through the middleware that wrap it (Channels' session middleware keeps the inner
+    one as ``real_send``). Other servers (uvicorn) make ``send`` wait instead, which the outbox
+    counts itself: for them this gives 0.
+    """
+    for _ in range(8):
+        if isinstance(send, functools.partial) and send.args:
+            transport = getattr(send.args[0], "transport", None)
+            if transport is not None and hasattr(transport, "dataBuffer"):
+                return functools.partial(_twisted_buffered, transport)
+            return _nothing
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)
+        if inner is None:
+            return _nothing
+        send = inner
+    return _nothing
+
+
+def _twisted_buffered(transport: Any) -> int:
+    # twisted.internet.abstract.FileDescriptor: written but not yet taken by the kernel.
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except (AttributeError, TypeError):
+        return 0
