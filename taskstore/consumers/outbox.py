@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -56,10 +56,23 @@ class Outbox:
             self._bytes = 0
             self._overflow()
             return
-        self._queue.append((event, size))
-        self._bytes += size
-        if self._writer is None:
-            self._writer = asyncio.ensure_future(self._write())
+        if self._writer is not None:
+            self._queue.append((event, size))
+            self._bytes += size
+            return
+        # Nothing in flight: hand the event to the server here. daphne takes it without waiting,
+        # so a frame needs no task of its own (a task per socket per message is most of what
+        # fan-out would cost); a send that does wait (uvicorn's, for a client not reading) goes
+        # on in a writer task, and later frames queue behind it.
+        sending = self._send(event)
+        try:
+            waiting_on = sending.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            logger.exception("Sending a frame failed")
+            return
+        self._writer = asyncio.ensure_future(self._finish(sending, waiting_on))
 
     async def room(self, threshold: int, timeout: float = ROOM_TIMEOUT) -> None:
         """Wait until at most ``threshold`` bytes are pending (a client reading a burst).
@@ -89,6 +102,31 @@ class Outbox:
         self._bytes = 0
         if self._writer is not None:
             self._writer.cancel()
+
+    async def _finish(self, sending: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        # Runs a send that ``put`` began by hand and that had to wait, as a task would: wait
+        # for what it waits on, resume it, until it returns; then write what queued meanwhile.
+        try:
+            while True:
+                try:
+                    if isinstance(waiting_on, asyncio.Future):
+                        waiting_on._asyncio_future_blocking = False
+                        await asyncio.wait({waiting_on})
+                    else:
+                        await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    sending.close()
+                    raise
+                try:
+                    waiting_on = sending.send(None)
+                except StopIteration:
+                    break
+        except asyncio.CancelledError:
+            self._writer = None
+            raise
+        except Exception:
+            logger.exception("Sending a frame failed")
+        await self._write()
 
     async def _write(self) -> None:
         try:
