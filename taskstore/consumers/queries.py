@@ -88,10 +88,25 @@ def open_group(viewer: Viewer, group_id: str, token: str | None) -> dict[str, An
     return permissions.group_for(viewer, group_id, token)
 
 
+EventsKey = tuple[str, int, int]
+
+
 @database_sync_to_async
-def task_events(task_id: str, after: int, upto: int) -> list[dict[str, Any]]:
-    """The recorded versions ``after`` < v <= ``upto`` of a task, ascending."""
-    return permissions.events_after(task_id, after, upto)
+def fetch_events(keys: set[EventsKey]) -> dict[EventsKey, list[dict[str, Any]]]:
+    """For each ``(task_id, after, upto)``, the recorded versions after < v <= upto, ascending."""
+    return {key: permissions.events_after(*key) for key in keys}
+
+
+# Sockets that fall behind together (one lost message, seen by all of a task's followers) fill
+# the same gap: one query for all of them.
+_events: Batched[EventsKey, list[dict[str, Any]]] = Batched(lambda keys: fetch_events(keys))
+
+
+async def task_events(task_id: str, after: int, upto: int) -> list[dict[str, Any]]:
+    """The recorded versions ``after`` < v <= ``upto`` of a task, ascending (shared: do not
+    change them)."""
+    key = (task_id, after, upto)
+    return (await _events.get([key])).get(key, [])
 
 
 @database_sync_to_async
