@@ -18,7 +18,6 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 
 from taskstore import conf, fanout, sessions
 from taskstore.consumers import codes, frames, queries
@@ -26,6 +25,7 @@ from taskstore.consumers.delivery import TaskStream, counters
 from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
 from taskstore.consumers.limits import FrameLimiter, Verdict
 from taskstore.consumers.outbox import Outbox
+from taskstore.consumers.ticker import ticker
 from taskstore.documents import for_push
 from taskstore.permissions import Viewer
 
@@ -49,7 +49,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     """
 
     frame_types: frozenset[str] = frozenset({"ping"})
-    reconciler: asyncio.Task[None] | None = None
+    check_interval: float | None = None
     grant: sessions.Grant | None = None
 
     async def __call__(
@@ -76,7 +76,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # versions leave in order.
         self.lock = asyncio.Lock()
         try:
-            await await_many_dispatch([receive], self.dispatch)
+            # Channels' await_many_dispatch runs each receive as a task of its own; with one
+            # source of messages (the hub calls ``offer`` directly) a plain loop does.
+            while True:
+                await self.dispatch(await receive())
         except StopConsumer:
             pass
         finally:
@@ -151,7 +154,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if await self.opened():
             for group in self.session_groups():
                 await self.join(group)
-            self.reconciler = asyncio.create_task(self._reconcile_loop())
+            self.start_checks()
 
     async def opened(self) -> bool:
         """Called once the socket is accepted; return False after closing it."""
@@ -176,10 +179,20 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if self.hub is not None:
             await self.hub.leave(group, self)
 
+    def start_checks(self) -> None:
+        """Schedule the periodic check (every TASKSTORE_RECONCILE_INTERVAL seconds)."""
+        interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL"))
+        if interval <= 0:
+            return
+        self.check_interval, self.check_backoff, self.check_retry_at = interval, 0.0, 0.0
+        # Spread the checks of sockets opened together.
+        ticker().add(self, self.periodic_check, interval * random.uniform(0.5, 1.0), interval)
+
     def stop_reconciler(self) -> None:
-        """Cancel the periodic check, if it runs (from within, it ends on its own: see ``closing``)."""
-        if self.reconciler is not None and self.reconciler is not asyncio.current_task():
-            self.reconciler.cancel()
+        """Stop the periodic check, cancelling it if it runs (from within, it ends on its own: see
+        ``closing``)."""
+        if getattr(self, "check_interval", None) is not None:
+            ticker().discard(self)
 
     def layer_groups(self) -> list[str]:
         """The channel-layer groups this socket is in for what it sends."""
@@ -368,31 +381,31 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         Runs without ``self.lock``: take it around sending only.
         """
 
-    async def _reconcile_loop(self) -> None:
-        interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL"))
-        if interval <= 0:
-            return
-        # Spread the checks of sockets opened together.
-        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
-        backoff, retry_at = 0.0, 0.0
-        while not self.closing:
-            # The session is checked every interval, even while the rest backs off: its delay
-            # is what docs/protocol.md promises for a logout.
-            await self._check_session_on_schedule()
-            if self.closing:
-                return
-            if time.monotonic() >= retry_at:
-                try:
-                    await self.reconcile()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    backoff = min(max(backoff, interval) * 2, MAX_RECONCILE_BACKOFF)
-                    retry_at = time.monotonic() + backoff
-                    logger.exception("The periodic subscription check failed; next try in %.1fs", backoff)
-                else:
-                    backoff = 0.0
-            await asyncio.sleep(interval)
+    async def periodic_check(self) -> float:
+        """One round of the periodic check (run by the loop's ticker); returns the seconds to the
+        next round, 0 once the socket is closing."""
+        interval = self.check_interval
+        if self.closing:
+            return 0.0
+        # The session is checked every interval, even while the rest backs off: its delay is
+        # what docs/protocol.md promises for a logout.
+        await self._check_session_on_schedule()
+        if self.closing:
+            return 0.0
+        if time.monotonic() >= self.check_retry_at:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.check_backoff = min(max(self.check_backoff, interval) * 2, MAX_RECONCILE_BACKOFF)
+                self.check_retry_at = time.monotonic() + self.check_backoff
+                logger.exception(
+                    "The periodic subscription check failed; next try in %.1fs", self.check_backoff
+                )
+            else:
+                self.check_backoff = 0.0
+        return 0.0 if self.closing else interval
 
     async def _check_session_on_schedule(self) -> None:
         if self.grant is None:
