@@ -319,10 +319,23 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         One query for all of them, made without holding the lock so live updates keep flowing;
         only streams found behind are filled, under the lock. This is how a final message the
         layer lost still arrives.
+
+        A stream is filled only up to what the database held at the previous check: a version
+        recorded since may still be on its way through the layer, which is far cheaper than
+        reading it back for every socket (and under load, checks that raced the layer made it
+        slower still: measured in docs/benchmarks.md). A lost version thus arrives within two
+        intervals.
         """
         held = {task_id: s.held for task_id, s in streams.items() if not s.done and s.held >= 0}
         recorded = await queries.task_versions(list(held))
-        behind = {task_id: version for task_id, version in recorded.items() if version > held[task_id]}
+        behind = {}
+        for task_id, version in recorded.items():
+            stream = streams.get(task_id)
+            if stream is None:
+                continue
+            earlier, stream.recorded = stream.recorded, version
+            if earlier is not None and min(earlier, version) > held[task_id]:
+                behind[task_id] = min(earlier, version)
         if not behind:
             return
         async with self.lock:

@@ -124,11 +124,14 @@ async def task_versions(task_ids: list[str]) -> dict[str, int]:
     return await _versions.get(task_ids)
 
 
-@database_sync_to_async
-def newer_groups(held: dict[str, int]) -> list[dict[str, Any]]:
+async def newer_groups(held: dict[str, int]) -> list[dict[str, Any]]:
     """The current documents of the groups whose version passed the one held."""
-    if not held:
-        return []
+    # Most sockets follow no group: no trip to the database thread for them.
+    return await _newer_groups(held) if held else []
+
+
+@database_sync_to_async
+def _newer_groups(held: dict[str, int]) -> list[dict[str, Any]]:
     groups = GroupRecord.objects.filter(group_id__in=list(held))
     return [group_document(g) for g in groups if g.version > held[g.group_id]]
 

@@ -17,9 +17,10 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# How often the ticker looks for due checks, as a share of the interval (and at most, seconds).
-TICK_SHARE = 0.2
-MAX_TICK = 0.5
+# How often the ticker looks for due checks, as a share of the interval (and at most, seconds):
+# often enough that the checks due at one look are few, spread as their sockets' phases are.
+TICK_SHARE = 0.02
+MAX_TICK = 0.1
 
 Check = Callable[[], Awaitable[float]]
 
