@@ -297,11 +297,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Send ``document`` (already fit for push) to the client, if it is new to the stream."""
         if document["version"] <= stream.held or self.closing:
             return
-        text, size = frames.task_frame(document, self.viewer.staff)
+        event, size = frames.task_frame(document, self.viewer.staff)
         # Versions read from the database can come many at once (a resume from ``since``): let
         # a reading client take them as fast as it reads, rather than close it for the burst.
         await self.outbox.room(self.outbox_limit // 2)
-        self.push_frame(text, size)
+        self.push_frame(event, size)
         stream.record_sent(document["version"], document["state"])
 
     def push_task(self, stream: TaskStream, document: dict[str, Any]) -> None:
@@ -309,9 +309,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.push_frame(*frames.task_frame(document, self.viewer.staff))
         stream.record_sent(document["version"], document["state"])
 
-    def push_frame(self, text: str, size: int) -> None:
-        """Queue an encoded text frame of ``size`` bytes for the client."""
-        self.outbox.put({"type": "websocket.send", "text": text}, size)
+    def push_frame(self, event: dict[str, Any], size: int) -> None:
+        """Queue an encoded frame (a ``websocket.send`` event, see frames) of ``size`` bytes."""
+        self.outbox.put(event, size)
 
     async def catch_up(self, streams: dict[str, TaskStream]) -> None:
         """Send the versions the database holds beyond what each unfinished stream sent.

@@ -17,10 +17,13 @@ from taskstore.documents import for_viewer
 # Documents whose frames are kept: a fan-out pass uses one; a few cover interleaved messages.
 KEPT = 8
 
-_recent: deque[tuple[dict[str, Any], dict[bool, tuple[str, int]]]] = deque(maxlen=KEPT)
+_recent: deque[tuple[dict[str, Any], dict[bool, tuple[dict[str, Any], int]]]] = deque(maxlen=KEPT)
 
 
-def task_frame(document: dict[str, Any], staff: bool) -> tuple[str, int]:
+Frame = tuple[dict[str, Any], int]  # an ASGI ``websocket.send`` event (shared: never change it), bytes
+
+
+def task_frame(document: dict[str, Any], staff: bool) -> Frame:
     """The ``task.update`` frame for ``document`` as staff or others see it, and its size in bytes."""
     frames = next((kept_frames for kept, kept_frames in _recent if kept is document), None)
     if frames is None:
@@ -28,12 +31,11 @@ def task_frame(document: dict[str, Any], staff: bool) -> tuple[str, int]:
         _recent.append((document, frames))
     frame = frames.get(staff)
     if frame is None:
-        text = json.dumps({"type": codes.TASK_UPDATE, **for_viewer(document, staff=staff)})
-        frame = frames[staff] = (text, len(text.encode()))
+        frame = frames[staff] = text_frame({"type": codes.TASK_UPDATE, **for_viewer(document, staff=staff)})
     return frame
 
 
-def text_frame(content: dict[str, Any]) -> tuple[str, int]:
+def text_frame(content: dict[str, Any]) -> Frame:
     """Any other frame, encoded for one socket."""
     text = json.dumps(content)
-    return text, len(text.encode())
+    return {"type": "websocket.send", "text": text}, len(text.encode())
