@@ -57,8 +57,11 @@ class _Sender:
         while True:
             # Whatever queued meanwhile goes out with it: one round trip for many transitions.
             batch = await self.queue.get()
-            while not self.queue.empty() and len(batch) < MAX_COALESCED:
-                batch = batch + self.queue.get_nowait()
+            # (Only where one pipeline carries them: with the core layer every message is a
+            # group_send of its own, and hundreds at once would each open a Redis connection.)
+            if pubsub_pipeline.supports(get_channel_layer()):
+                while not self.queue.empty() and len(batch) < MAX_COALESCED:
+                    batch = batch + self.queue.get_nowait()
             try:
                 await self._send(batch)
             except asyncio.CancelledError:

@@ -20,14 +20,19 @@ logger = logging.getLogger(__name__)
 Message = tuple[str, dict[str, Any]]
 
 
-async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
-    """PUBLISH ``messages`` in one pipeline per Redis host; one result per message (None when
-    sent, the error when not), or None when ``layer`` is not the pub/sub layer."""
+def supports(layer: Any) -> bool:
+    """Whether ``layer`` is channels-redis' pub/sub layer."""
     try:
         from channels_redis.pubsub import RedisPubSubChannelLayer
     except ImportError:
-        return None
-    if not isinstance(layer, RedisPubSubChannelLayer):
+        return False
+    return isinstance(layer, RedisPubSubChannelLayer)
+
+
+async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
+    """PUBLISH ``messages`` in one pipeline per Redis host; one result per message (None when
+    sent, the error when not), or None when ``layer`` is not the pub/sub layer."""
+    if not supports(layer):
         return None
     try:
         loop_layer = layer._get_layer()
