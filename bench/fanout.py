@@ -50,7 +50,7 @@ from bench.push_latency import machine, service_env  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/4"
-BENCH_DATABASE = "bench10_fanout"
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "taskstore_bench_fanout")
 FLOOR_CHANNEL = "bench.fanout.floor"
 # Sockets opened at once while setting up (the storm opens all of them at once).
 OPEN_CONCURRENCY = 100
