@@ -56,7 +56,8 @@ if str(ROOT) not in sys.path:
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
-BENCH_DATABASE = "taskstore_bench_push"
+# BENCH_DATABASE in the environment names another (several benches may share one server).
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "taskstore_bench_push")
 SECRET_KEY = "bench-push-latency-not-a-secret-0123456789abcdef"
 STATES = ("PENDING", "RECEIVED", "STARTED", "SUCCESS")
 FLOOR_CHANNEL = "bench.push-latency.floor"

@@ -52,7 +52,8 @@ from bench.counter import DONE_KEY, FINISHED_KEY, FIRST_KEY, LAST_KEY  # noqa: E
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
-BENCH_DATABASE = "taskstore_bench_worker"
+# BENCH_DATABASE in the environment names another (several benches may share one server).
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "taskstore_bench_worker")
 SECRET_KEY = "bench-worker-overhead-not-a-secret-0123456789abcdef"
 QUEUE = "celery"
 STALL_SECONDS = 60.0

@@ -14,7 +14,7 @@ import django
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime.env import env_bool, env_float, env_int, env_list, env_str, env_url
-from taskstore.layers import redis_channel_layer
+from taskstore.layers import redis_channel_layer, redis_pubsub_channel_layer
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TASKSTORE_VAR_DIR") or BASE_DIR / "var")
@@ -102,11 +102,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
 EMBEDDED = REDIS_URL is None
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 100, minimum=1)
+# Which channels-redis layer: "core" (lists in Redis) or "pubsub" (Redis PUBLISH/SUBSCRIBE).
+CHANNEL_LAYER = env_str("CHANNEL_LAYER", "core")
+if CHANNEL_LAYER not in ("core", "pubsub"):
+    raise ImproperlyConfigured(f"CHANNEL_LAYER must be 'core' or 'pubsub', not {CHANNEL_LAYER!r}")
+_LAYERS = {"core": redis_channel_layer, "pubsub": redis_pubsub_channel_layer}
 
 
 if REDIS_URL:
     # taskstore.layers gives the hosts a read timeout that keeps idle sockets (redis-py #4091).
-    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL, capacity=CHANNEL_LAYER_CAPACITY)}
+    CHANNEL_LAYERS = {"default": _LAYERS[CHANNEL_LAYER](REDIS_URL, capacity=CHANNEL_LAYER_CAPACITY)}
 else:
     CHANNEL_LAYERS = {
         "default": {

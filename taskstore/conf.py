@@ -22,6 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "TASKSTORE_RATE_LIMIT": 50,
     "TASKSTORE_RATE_BURST": 100,
     "TASKSTORE_MAX_FRAME_BYTES": 16 * 1024,
+    # Bytes of frames a socket may have unsent before it is closed with 4408 (0: no limit).
+    "TASKSTORE_SEND_BUFFER_BYTES": 256 * 1024,
     # A pushed result over this many bytes of JSON goes out as null with result_truncated.
     "TASKSTORE_PUSH_RESULT_LIMIT": 64 * 1024,
     # Seconds a finished task is kept before cleanup deletes it.
@@ -122,6 +124,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "TASKSTORE_RATE_LIMIT": _number(1, whole=False),
     "TASKSTORE_RATE_BURST": _number(1, whole=True),
     "TASKSTORE_MAX_FRAME_BYTES": _number(256, whole=True),
+    "TASKSTORE_SEND_BUFFER_BYTES": _number(0, whole=True),
     "TASKSTORE_PUSH_RESULT_LIMIT": _number(0, whole=True),
     "TASKSTORE_RESULT_EXPIRES": _number(1, whole=True),
     "TASKSTORE_CLEANUP_BATCH": _number(1, whole=True),

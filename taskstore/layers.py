@@ -36,6 +36,21 @@ def redis_channel_layer(url: str, **config: Any) -> dict[str, Any]:
     }
 
 
+def redis_pubsub_channel_layer(url: str, **config: Any) -> dict[str, Any]:
+    """A ``CHANNEL_LAYERS`` entry for channels-redis' pub/sub layer on ``url``.
+
+    One ``PUBLISH`` per ``group_send``, delivered once to each subscribed process; nothing is
+    stored, so a process that is not listening at that moment misses the message (the
+    subscribers' gap filling and periodic check repair that from the database).
+    ``capacity`` and ``expiry`` (core-layer options) are ignored.
+    """
+    config = {k: v for k, v in config.items() if k not in ("capacity", "expiry", "group_expiry")}
+    return {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [redis_host(url)], **config},
+    }
+
+
 def redis_hosts(layer: dict[str, Any]) -> list[Any] | None:
     """The ``hosts`` list of a channels-redis layer entry, or None for another backend."""
     if not str(layer.get("BACKEND", "")).startswith("channels_redis."):

@@ -27,11 +27,15 @@ from typing import Any
 from asgiref.sync import SyncToAsync
 from channels.layers import channel_layers, get_channel_layer
 
+from taskstore import pubsub_pipeline
+
 logger = logging.getLogger(__name__)
 
 Message = tuple[str, dict[str, Any]]
 
 SEND_RETRY_SECONDS = 15.0
+# Messages sent in one go at most when several transitions queued up.
+MAX_COALESCED = 500
 
 
 class _Sender:
@@ -51,7 +55,13 @@ class _Sender:
 
     async def _drain(self) -> None:
         while True:
+            # Whatever queued meanwhile goes out with it: one round trip for many transitions.
             batch = await self.queue.get()
+            # (Only where one pipeline carries them: with the core layer every message is a
+            # group_send of its own, and hundreds at once would each open a Redis connection.)
+            if pubsub_pipeline.supports(get_channel_layer()):
+                while not self.queue.empty() and len(batch) < MAX_COALESCED:
+                    batch = batch + self.queue.get_nowait()
             try:
                 await self._send(batch)
             except asyncio.CancelledError:
@@ -69,10 +79,11 @@ class _Sender:
         delay = 0.1
         deadline = self.loop.time() + SEND_RETRY_SECONDS
         while pending:
-            results = await asyncio.gather(
-                *(layer.group_send(group, message) for group, message in pending),
-                return_exceptions=True,
-            )
+            pipelined = await pubsub_pipeline.send(layer, pending)
+            if pipelined is not None:
+                results: list[Any] = pipelined
+            else:
+                results = await _in_order_per_group(layer, pending)
             failed = [m for m, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
             if not failed:
                 return
@@ -82,6 +93,28 @@ class _Sender:
             pending = failed
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+async def _in_order_per_group(layer: Any, messages: list[Message]) -> list[Any]:
+    """``group_send`` each message; groups side by side, each group's messages in order (a batch
+    may hold several transitions of one task). One result per message: None or the error."""
+    by_group: dict[str, list[int]] = {}
+    for index, (group, _) in enumerate(messages):
+        by_group.setdefault(group, []).append(index)
+    results: list[Any] = [None] * len(messages)
+
+    async def send_group(indexes: list[int]) -> None:
+        for position, index in enumerate(indexes):
+            group, message = messages[index]
+            try:
+                await layer.group_send(group, message)
+            except Exception as error:  # the rest of this group waits for the retry, in order
+                for later in indexes[position:]:
+                    results[later] = error
+                return
+
+    await asyncio.gather(*(send_group(indexes) for indexes in by_group.values()))
+    return results
 
 
 class Publisher:

@@ -200,15 +200,15 @@ async def test_the_subscribe_race_a_transition_committed_during_the_read_is_not_
     task_id = str(uuid4())
     steps = transitions(task_id)
     await record_async(steps[0])
-    opened = queries.open_task.func
+    fetched = queries.fetch_openings.func
 
-    def open_then_record(*args: Any) -> Any:
+    def fetch_then_record(*args: Any) -> Any:
         # The read sees version 1; version 2 commits after it, while the consumer is busy.
-        opening = opened(*args)
+        found = fetched(*args)
         record(steps[1])
-        return opening
+        return found
 
-    monkeypatch.setattr(queries, "open_task", queries.database_sync_to_async(open_then_record))
+    monkeypatch.setattr(queries, "fetch_openings", queries.database_sync_to_async(fetch_then_record))
     async with socket(staff) as ws:
         await ws.send_json_to({"type": "subscribe", "task_id": task_id})
         frames = [await ws.receive_json_from(), await ws.receive_json_from()]

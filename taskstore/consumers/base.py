@@ -8,27 +8,35 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 
-from taskstore import conf, layer_outages, sessions
-from taskstore.consumers import codes, queries
+from taskstore import conf, fanout, sessions
+from taskstore.consumers import codes, frames, queries
 from taskstore.consumers.delivery import TaskStream, counters
 from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
 from taskstore.consumers.limits import FrameLimiter, Verdict
+from taskstore.consumers.outbox import Outbox
+from taskstore.consumers.ticker import ticker
 from taskstore.documents import for_push
 from taskstore.operations import pushstats
-from taskstore.permissions import Viewer, shown_task
+from taskstore.permissions import Viewer
 
 logger = logging.getLogger(__name__)
 
 # Longest pause between periodic checks after repeated failures (Redis or the database away).
 MAX_RECONCILE_BACKOFF = 60.0
+# Messages a socket may have waiting for its handlers (each a reference to a message shared by
+# the process's sockets); past this the client is too slow, as past its send buffer.
+MAX_BACKLOG = 1000
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -42,28 +50,99 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     """
 
     frame_types: frozenset[str] = frozenset({"ping"})
-    reconciler: asyncio.Task[None] | None = None
+    check_interval: float | None = None
     grant: sessions.Grant | None = None
 
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any
     ) -> None:
-        """Serve one socket; however that ends (a disconnect or an error), end its periodic check."""
+        """Serve one socket; however that ends (a disconnect or an error), end its periodic check.
+
+        Unlike Channels' own consumers, a socket has no channel-layer channel of its own: the
+        process's hub (taskstore.fanout) holds one membership per group and calls ``offer`` for
+        each message, and every frame leaves through the socket's bounded outbox.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = None
+        self.hub = fanout.hub_for(self.channel_layer) if self.channel_layer is not None else None
+        self.raw_send = send
+        self.outbox_limit = int(conf.get("TASKSTORE_SEND_BUFFER_BYTES"))
+        self.outbox = Outbox(send, self.outbox_limit, self.too_slow)
+        self.base_send = self._queue_event
+        self.backlog: deque[dict[str, Any]] | None = None
+        self.backlog_task: asyncio.Task[None] | None = None
+        self.closing = False
+        # Serialises sending between the handlers and the periodic check, so each stream's
+        # versions leave in order.
+        self.lock = asyncio.Lock()
         try:
-            await super().__call__(scope, receive, send)
+            # Channels' await_many_dispatch runs each receive as a task of its own; with one
+            # source of messages (the hub calls ``offer`` directly) a plain loop does.
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
         finally:
             self.stop_reconciler()
+            if self.backlog_task is not None:
+                self.backlog_task.cancel()
 
-    @property
-    def channel_receive(self) -> layer_outages.Receive:
-        """What Channels' dispatch loop awaits for layer messages: the layer's receive, made
-        to wait out layer failures instead of ending the consumer (see taskstore.layer_outages)."""
-        return self._tolerant_receive
+    async def _queue_event(self, event: dict[str, Any]) -> None:
+        # Every ASGI send goes through the outbox, in order; none of them waits for the client.
+        text = event.get("text")
+        self.outbox.put(event, len(text.encode()) if text is not None else len(event.get("bytes") or b""))
 
-    @channel_receive.setter
-    def channel_receive(self, receive: layer_outages.Receive) -> None:
-        # AsyncConsumer.__call__ assigns the layer's own receive here, then reads it back.
-        self._tolerant_receive = layer_outages.tolerant(receive)
+    def too_slow(self) -> None:
+        """The client stopped reading and its frames passed the limit: close it (it resumes with
+        ``since``)."""
+        if self.closing:
+            return
+        logger.info("Closing a socket whose client stopped reading (over %s bytes unsent)", self.outbox_limit)
+        pushstats.slow_consumer_closed()
+        self.closing = True
+        self.stop_reconciler()
+        if self.backlog is not None:
+            self.backlog.clear()
+        task = asyncio.ensure_future(self.raw_send({"type": "websocket.close", "code": codes.CLOSE_TOO_SLOW}))
+        task.add_done_callback(_retrieve)
+
+    # --- messages from the hub -------------------------------------------------------------------
+
+    def offer(self, message: dict[str, Any]) -> None:
+        """Take a message of a group this socket is in (called by the hub; never waits).
+
+        A message that can go out at once (the next version of a stream, nothing else in the
+        way) is sent here; any other waits in this socket's backlog for its handler.
+        """
+        if self.closing:
+            return
+        if self.backlog is None:
+            if not self.lock.locked() and self.handle_now(message):
+                return
+            self.backlog = deque()
+            self.backlog_task = asyncio.ensure_future(self._work_backlog())
+        elif len(self.backlog) >= MAX_BACKLOG:
+            self.too_slow()
+            return
+        self.backlog.append(message)
+
+    def handle_now(self, message: dict[str, Any]) -> bool:
+        """Handle ``message`` without waiting, if it can be; return whether it was."""
+        return False
+
+    async def _work_backlog(self) -> None:
+        try:
+            while self.backlog and not self.closing:
+                message = self.backlog.popleft()
+                try:
+                    await self.dispatch(message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("Handling a %r message failed", message.get("type"))
+        finally:
+            self.backlog = None
 
     async def connect(self) -> None:
         """Accept the socket and set up its limits."""
@@ -73,17 +152,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.session_lock = asyncio.Lock()
         self.max_frame_bytes = int(conf.get("TASKSTORE_MAX_FRAME_BYTES"))
         self.limiter = FrameLimiter(conf.get("TASKSTORE_RATE_LIMIT"), conf.get("TASKSTORE_RATE_BURST"))
-        # Serialises sending between the handlers and the periodic check, so each stream's
-        # versions leave in order.
-        self.lock = asyncio.Lock()
-        self.closing = False
         await self.accept()
         pushstats.opened()
         self.counted_open = True
         if await self.opened():
             for group in self.session_groups():
                 await self.join(group)
-            self.reconciler = asyncio.create_task(self._reconcile_loop())
+            self.start_checks()
 
     async def opened(self) -> bool:
         """Called once the socket is accepted; return False after closing it."""
@@ -96,25 +171,35 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "counted_open", False):
             self.counted_open = False
             pushstats.closed()
-        # A failed discard costs little: memberships expire on their own (group_expiry).
-        groups = [*self.layer_groups(), *self.session_groups()]
-        await layer_outages.in_turn(
-            (self.channel_layer.group_discard(g, self.channel_name) for g in groups),
-            "leave groups",
-        )
+        self.outbox.cancel()
+        for group in [*self.layer_groups(), *self.session_groups()]:
+            await self.leave(group)
 
     async def join(self, group: str) -> None:
-        """Join a channel-layer group. If the layer fails, the periodic check joins again."""
-        await layer_outages.in_turn([self.channel_layer.group_add(group, self.channel_name)], "join")
+        """Receive the messages of a channel-layer group (through the process's hub). If the
+        layer fails, the hub joins again at its periodic refresh."""
+        if self.hub is not None:
+            await self.hub.join(group, self)
 
     async def leave(self, group: str) -> None:
-        """Leave a channel-layer group. If the layer fails, the membership expires on its own."""
-        await layer_outages.in_turn([self.channel_layer.group_discard(group, self.channel_name)], "leave")
+        """Stop receiving the messages of a channel-layer group."""
+        if self.hub is not None:
+            await self.hub.leave(group, self)
+
+    def start_checks(self) -> None:
+        """Schedule the periodic check (every TASKSTORE_RECONCILE_INTERVAL seconds)."""
+        interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL"))
+        if interval <= 0:
+            return
+        self.check_interval, self.check_backoff, self.check_retry_at = interval, 0.0, 0.0
+        # Spread the checks of sockets opened together.
+        ticker().add(self, self.periodic_check, interval * random.uniform(0.5, 1.0), interval)
 
     def stop_reconciler(self) -> None:
-        """Cancel the periodic check, if it runs (from within, it ends on its own: see ``closing``)."""
-        if self.reconciler is not None and self.reconciler is not asyncio.current_task():
-            self.reconciler.cancel()
+        """Stop the periodic check, cancelling it if it runs (from within, it ends on its own: see
+        ``closing``)."""
+        if getattr(self, "check_interval", None) is not None:
+            ticker().discard(self)
 
     def layer_groups(self) -> list[str]:
         """The channel-layer groups this socket is in for what it sends."""
@@ -224,8 +309,22 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Send ``document`` (already fit for push) to the client, if it is new to the stream."""
         if document["version"] <= stream.held or self.closing:
             return
-        await self.send_json({"type": codes.TASK_UPDATE, **shown_task(document, self.viewer)})
+        event, size = frames.task_frame(document, self.viewer.staff)
+        # Versions read from the database can come many at once (a resume from ``since``): let
+        # a reading client take them as fast as it reads, rather than close it for the burst.
+        await self.outbox.room(self.outbox_limit // 2)
+        self.push_frame(event, size)
         stream.record_sent(document["version"], document["state"])
+
+    def push_task(self, stream: TaskStream, document: dict[str, Any]) -> None:
+        """Send the next live version of a stream at once (the hub's fast path)."""
+        self.push_frame(*frames.task_frame(document, self.viewer.staff))
+        stream.record_sent(document["version"], document["state"])
+
+    def push_frame(self, event: dict[str, Any], size: int) -> None:
+        """Queue an encoded frame (a ``websocket.send`` event, see frames) of ``size`` bytes."""
+        pushstats.frame_sent()
+        self.outbox.put(event, size)
 
     async def catch_up(self, streams: dict[str, TaskStream]) -> None:
         """Send the versions the database holds beyond what each unfinished stream sent.
@@ -233,10 +332,23 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         One query for all of them, made without holding the lock so live updates keep flowing;
         only streams found behind are filled, under the lock. This is how a final message the
         layer lost still arrives.
+
+        A stream is filled only up to what the database held at the previous check: a version
+        recorded since may still be on its way through the layer, which is far cheaper than
+        reading it back for every socket (and under load, checks that raced the layer made it
+        slower still: measured in docs/benchmarks.md). A lost version thus arrives within two
+        intervals.
         """
         held = {task_id: s.held for task_id, s in streams.items() if not s.done and s.held >= 0}
         recorded = await queries.task_versions(list(held))
-        behind = {task_id: version for task_id, version in recorded.items() if version > held[task_id]}
+        behind = {}
+        for task_id, version in recorded.items():
+            stream = streams.get(task_id)
+            if stream is None:
+                continue
+            earlier, stream.recorded = stream.recorded, version
+            if earlier is not None and min(earlier, version) > held[task_id]:
+                behind[task_id] = min(earlier, version)
         if not behind:
             return
         async with self.lock:
@@ -295,31 +407,31 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         Runs without ``self.lock``: take it around sending only.
         """
 
-    async def _reconcile_loop(self) -> None:
-        interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL"))
-        if interval <= 0:
-            return
-        # Spread the checks of sockets opened together.
-        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
-        backoff, retry_at = 0.0, 0.0
-        while not self.closing:
-            # The session is checked every interval, even while the rest backs off: its delay
-            # is what docs/protocol.md promises for a logout.
-            await self._check_session_on_schedule()
-            if self.closing:
-                return
-            if time.monotonic() >= retry_at:
-                try:
-                    await self.reconcile()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    backoff = min(max(backoff, interval) * 2, MAX_RECONCILE_BACKOFF)
-                    retry_at = time.monotonic() + backoff
-                    logger.exception("The periodic subscription check failed; next try in %.1fs", backoff)
-                else:
-                    backoff = 0.0
-            await asyncio.sleep(interval)
+    async def periodic_check(self) -> float:
+        """One round of the periodic check (run by the loop's ticker); returns the seconds to the
+        next round, 0 once the socket is closing."""
+        interval = self.check_interval
+        if self.closing:
+            return 0.0
+        # The session is checked every interval, even while the rest backs off: its delay is
+        # what docs/protocol.md promises for a logout.
+        await self._check_session_on_schedule()
+        if self.closing:
+            return 0.0
+        if time.monotonic() >= self.check_retry_at:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.check_backoff = min(max(self.check_backoff, interval) * 2, MAX_RECONCILE_BACKOFF)
+                self.check_retry_at = time.monotonic() + self.check_backoff
+                logger.exception(
+                    "The periodic subscription check failed; next try in %.1fs", self.check_backoff
+                )
+            else:
+                self.check_backoff = 0.0
+        return 0.0 if self.closing else interval
 
     async def _check_session_on_schedule(self) -> None:
         if self.grant is None:
@@ -335,3 +447,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             # The database is away. A session kept there cannot end meanwhile (logging out and
             # changing a password write to it); try again at the next interval.
             logger.exception("The periodic session check failed; next try in one interval")
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # The close of a socket that is gone fails; nothing else is to be done about it.
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("Closing a slow socket failed: %s", task.exception())

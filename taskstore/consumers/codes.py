@@ -7,6 +7,7 @@ application); the convention here is 4000 + the HTTP status that means the same.
 # Close codes.
 CLOSE_UNAUTHENTICATED = 4401  # the feed needs a logged-in user, and its session ended
 CLOSE_FORBIDDEN = 4403  # a staff feed whose user lost staff rights
+CLOSE_TOO_SLOW = 4408  # the client stopped reading: its unsent frames passed TASKSTORE_SEND_BUFFER_BYTES
 CLOSE_FRAME_TOO_LARGE = 4413  # a client frame over TASKSTORE_MAX_FRAME_BYTES
 CLOSE_FLOODING = 4429  # frames kept coming while rate limited
 

@@ -34,6 +34,8 @@ class TaskStream:
     # else what the session grants (ownership or staff rights), checked again when it changes.
     by_token: bool = False
     owner_id: int | None = None
+    # The version the database held at the previous periodic check (None before the first).
+    recorded: int | None = None
 
     def record_sent(self, version: int, state: str) -> None:
         """Note that ``version`` (in ``state``) went out."""

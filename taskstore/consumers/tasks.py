@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from itertools import chain
 from typing import Any
 
-from taskstore import addressing, conf, layer_outages, tokens
-from taskstore.consumers import codes, queries
+from taskstore import addressing, conf, tokens
+from taskstore.consumers import codes, frames, queries
 from taskstore.consumers.base import LiveConsumer
 from taskstore.consumers.delivery import GroupStream, TaskStream, counters
 from taskstore.consumers.errors import BadRequest, Forbidden, TooManySubscriptions
@@ -16,6 +15,8 @@ from taskstore.documents import for_push
 from taskstore.permissions import Viewer, may_see_owned, shown_group, valid_id
 
 logger = logging.getLogger(__name__)
+
+MESSAGE_TASK = "taskstore.task"
 
 NOT_VISIBLE = "No such {kind}, or you may not see it."
 SESSION_ENDED = (
@@ -118,6 +119,20 @@ class TaskConsumer(LiveConsumer):
 
     # --- channel-layer messages ------------------------------------------------------------------
 
+    def handle_now(self, message: dict[str, Any]) -> bool:
+        """The hub's fast path: a task's next version goes out at once; a version that skips
+        ahead (a gap to fill from the database) and anything else go to the handlers."""
+        if message.get("type") != MESSAGE_TASK:
+            return False
+        document = message["document"]
+        stream = self.task_streams.get(document["task_id"])
+        if stream is None or document["version"] <= stream.held:
+            return True  # not followed here, or already sent
+        if document["version"] != stream.held + 1:
+            return False
+        self.push_task(stream, document)
+        return True
+
     async def taskstore_task(self, message: dict[str, Any]) -> None:
         """A recorded transition of a task (pushed by the recorder after its commit)."""
         document = message["document"]
@@ -141,7 +156,8 @@ class TaskConsumer(LiveConsumer):
         if document["version"] <= stream.held:
             counters["stale"] += 1
             return
-        await self.send_json({"type": codes.GROUP_UPDATE, **shown_group(document)})
+        await self.outbox.room(self.outbox_limit // 2)
+        self.push_frame(*frames.text_frame({"type": codes.GROUP_UPDATE, **shown_group(document)}))
         stream.held = document["version"]
 
     # --- the session ended, or lost staff rights -----------------------------------------------
@@ -215,18 +231,17 @@ class TaskConsumer(LiveConsumer):
     ) -> None:
         """Join and leave the channel-layer groups of tasks and task groups, one call at a time.
 
-        Failures are logged, not raised: the database catch-up that follows must still run.
+        Through the process's hub: joining a group this process is in already costs no layer
+        call. Failures are logged, not raised: the database catch-up that follows must still run.
         """
-        channels, channel = self.channel_layer, self.channel_name
-        await layer_outages.in_turn(
-            chain(
-                (channels.group_add(addressing.task_group(t), channel) for t in add),
-                (channels.group_add(addressing.group_group(g), channel) for g in add_groups),
-                (channels.group_discard(addressing.task_group(t), channel) for t in discard),
-                (channels.group_discard(addressing.group_group(g), channel) for g in discard_groups),
-            ),
-            "refresh memberships",
-        )
+        for task_id in add:
+            await self.join(addressing.task_group(task_id))
+        for group_id in add_groups:
+            await self.join(addressing.group_group(group_id))
+        for task_id in discard:
+            await self.leave(addressing.task_group(task_id))
+        for group_id in discard_groups:
+            await self.leave(addressing.group_group(group_id))
 
 
 def target(frame: dict[str, Any]) -> tuple[str, str]:

@@ -150,6 +150,7 @@ def test_the_old_address_re_exports_the_app_module(page: Any, server: Server) ->
         ["realtime.tasks.add", [20, 22]],
     )
     exports = [
+        "CLOSE_TOO_SLOW",
         "ERROR_STATES",
         "FeedClient",
         "SubscriptionError",

@@ -221,6 +221,33 @@ def test_a_permanent_close_stops_reconnecting_and_rejects(page: Any) -> None:
     assert outcome["sockets"] == 1
 
 
+def test_closed_as_too_slow_it_reconnects_and_resumes_with_since(page: Any) -> None:
+    page.evaluate(
+        """() => {
+          window.seen = [];
+          window.states = [];
+          const client = make();
+          client.addEventListener("statechange", (e) => states.push([e.detail.state, e.detail.code]));
+          client.subscribe("t1", (d) => seen.push(d.version));
+          sockets[0].open();
+          for (const v of [1, 2, 3]) sockets[0].push(doc(v));
+          sockets[0].drop(tc.CLOSE_TOO_SLOW);
+        }"""
+    )
+    page.wait_for_function("sockets.length === 2")
+    sent = page.evaluate(
+        """() => {
+          sockets[1].open();
+          for (const v of [4, 5]) sockets[1].push(doc(v, v === 5 ? "SUCCESS" : "STARTED"));
+          return sockets[1].sent;
+        }"""
+    )
+    assert page.evaluate("tc.CLOSE_TOO_SLOW") == 4408
+    assert {"type": "subscribe", "task_id": "t1", "since": 3} in sent
+    assert page.evaluate("seen") == [1, 2, 3, 4, 5]
+    assert page.evaluate("states") == [["open", None], ["reconnecting", 4408], ["open", None]]
+
+
 def test_it_pings_when_quiet_and_replaces_a_socket_that_stopped_answering(page: Any) -> None:
     page.evaluate(
         """() => {

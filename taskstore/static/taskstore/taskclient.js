@@ -33,9 +33,13 @@ export const ERROR_STATES = Object.freeze(["FAILURE", "REVOKED", "REJECTED"]);
 
 /**
  * Close codes after which reconnecting cannot help: not logged in, not allowed.
- * (The server's convention is 4000 + the HTTP status.)
+ * (The server's convention is 4000 + the HTTP status.) Every other close is followed by a
+ * reconnect that resumes each task with `since`: among them 4408, the server closing a socket
+ * that stopped reading while its frames piled up (a tab in the background, a stalled network).
  */
 const PERMANENT_CLOSE_CODES = new Set([4401, 4403]);
+/** The server closed the socket because the client fell too far behind; resume with `since`. */
+export const CLOSE_TOO_SLOW = 4408;
 
 /**
  * @typedef {object} TaskDocument

@@ -1,0 +1,62 @@
+"""Group messages for channels-redis' pub/sub layer in one pipelined round trip.
+
+``RedisPubSubChannelLayer.group_send`` is one ``PUBLISH``, awaited on its own under a lock per
+Redis host: a transition's two or three messages (the task's group, the staff feed, the owner's
+feed) are as many round trips, and each is serialised again. Here the messages of a batch (one
+transition, or several queued together) are serialised once per message and sent as one
+pipeline per host. It uses the layer's own naming and serialisation, reached through attributes
+of channels-redis 4 that are not public API; for any other layer (or if those are missing) it
+declines and the publisher falls back to ``group_send``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Message = tuple[str, dict[str, Any]]
+
+
+def supports(layer: Any) -> bool:
+    """Whether ``layer`` is channels-redis' pub/sub layer."""
+    try:
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+    except ImportError:
+        return False
+    return isinstance(layer, RedisPubSubChannelLayer)
+
+
+async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
+    """PUBLISH ``messages`` in one pipeline per Redis host; one result per message (None when
+    sent, the error when not), or None when ``layer`` is not the pub/sub layer."""
+    if not supports(layer):
+        return None
+    try:
+        loop_layer = layer._get_layer()
+        by_shard: dict[Any, list[tuple[int, str, bytes]]] = defaultdict(list)
+        encoded: dict[int, bytes] = {}
+        for index, (group, message) in enumerate(messages):
+            channel = loop_layer._get_group_channel_name(group)
+            data = encoded.get(id(message))
+            if data is None:
+                data = encoded[id(message)] = layer.serialize(message)
+            by_shard[loop_layer._get_shard(channel)].append((index, channel, data))
+    except AttributeError:
+        logger.warning("This channels-redis has no pub/sub internals the pipeline knows: using group_send")
+        return None
+    results: list[Any] = [None] * len(messages)
+    for shard, items in by_shard.items():
+        try:
+            async with shard._lock:
+                shard._ensure_redis()
+                pipe = shard._redis.pipeline(transaction=False)
+                for _, channel, data in items:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+        except Exception as error:  # reported per message: the publisher retries those
+            for index, _, _ in items:
+                results[index] = error
+    return results
