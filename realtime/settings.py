@@ -167,6 +167,9 @@ TASKSTORE_SUBMITTABLE_TASKS = env_list(
 )
 TASKSTORE_ANONYMOUS_SUBMIT = env_bool("TASKSTORE_ANONYMOUS_SUBMIT", DEBUG)
 TASKSTORE_RESULT_EXPIRES = env_int("TASKSTORE_RESULT_EXPIRES", 7 * 24 * 3600, minimum=1)
+# Celery's own retention: beat's daily celery.backend_cleanup deletes through the result backend
+# what finished this long ago. One retention for both.
+CELERY_RESULT_EXPIRES = TASKSTORE_RESULT_EXPIRES
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -52,6 +52,8 @@ class Transition:
     group_id: str | None = None
     parent_id: str | None = None
     worker: str | None = None
+    # What Celery's result API reports after this transition; set by the result backend only.
+    celery_meta: dict[str, Any] | None = None
 
 
 class RecordingError(DatabaseError):
@@ -134,6 +136,8 @@ def _record_once(transition: Transition) -> dict[str, Any] | None:
     else:
         document = _write_in_one_transaction(values)
     if document is None:
+        if transition.celery_meta is not None:
+            _store_celery_meta(transition)
         return None
     transaction.on_commit(partial(publisher.publish, _messages(document)), robust=True)
     if document["group_id"]:
@@ -168,6 +172,21 @@ def _write_in_one_transaction(values: dict[str, Any]) -> dict[str, Any] | None:
             created=rows[0].date_updated,
         )
     return document
+
+
+def _store_celery_meta(transition: Transition) -> None:
+    """Celery's view of a task whose transition the lifecycle refused as already recorded.
+
+    The signal handlers often record a state before the result backend stores it (STARTED with
+    ``task_track_started``, a RETRY recorded at publish), yet Celery's API must report what the
+    backend stored. Like Celery's key-value backends, a stored SUCCESS is never overwritten. No
+    version, no event, nothing published: the lifecycle did not change.
+    """
+    (
+        TaskRecord.objects.filter(task_id=transition.task_id)
+        .exclude(celery_meta__status=states.SUCCESS)
+        .update(celery_meta=transition.celery_meta)
+    )
 
 
 def _touch_group(document: dict[str, Any]) -> None:
@@ -240,4 +259,5 @@ def _values(transition: Transition) -> dict[str, Any]:
         "date_started": now if state == states.STARTED else None,
         "date_done": now if state in states.TERMINAL_STATES else None,
         "date_updated": now,
+        "celery_meta": transition.celery_meta,
     }
