@@ -26,6 +26,7 @@ from celery.result import GroupResult, result_from_tuple
 from celery.utils.saferepr import saferepr
 from django.db import InterfaceError, OperationalError, close_old_connections
 from kombu.exceptions import EncodeError
+from kombu.utils.functional import LRUCache
 
 from taskstore import states
 from taskstore.errors import error_from_celery, error_from_exception, serialize_exception
@@ -34,6 +35,9 @@ from taskstore.models import GroupRecord, TaskRecord
 from taskstore.owner import current_owner_id
 from taskstore.recorder import Transition, record
 from taskstore.retention import delete_expired
+
+# How many finished task ids get_many() remembers for is_cached().
+_READ_READY_LIMIT = 10_000
 
 # The columns Celery's view of a task is read from.
 _META_COLUMNS = (
@@ -52,6 +56,10 @@ class DatabaseBackend(BaseBackend):
     def __init__(self, app: Any = None, url: str | None = None, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.url = url
+        # The finished tasks get_many() has read. A chord's unlock names the header member that
+        # failed ("Dependency … raised …", as Redis does) only among results is_cached() knows,
+        # and Celery's result cache is off by default (result_cache_max = -1).
+        self._read_ready = LRUCache(limit=_READ_READY_LIMIT)
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -196,6 +204,7 @@ class DatabaseBackend(BaseBackend):
         while waiting:
             for task_id, meta in self._ready(waiting, READY_STATES):
                 self._cache[task_id] = meta
+                self._read_ready[task_id] = True
                 waiting.discard(task_id)
                 if on_message is not None:
                     on_message(meta)
@@ -213,6 +222,10 @@ class DatabaseBackend(BaseBackend):
             iterations += 1
             if max_iterations and iterations >= max_iterations:
                 break
+
+    def is_cached(self, task_id: str) -> bool:
+        """Whether ``task_id`` is in Celery's result cache or was read finished by get_many()."""
+        return task_id in self._cache or task_id in self._read_ready
 
     def _ready(self, task_ids: set[str], ready_states: frozenset[str]) -> list[tuple[str, dict[str, Any]]]:
         close_old_connections()
