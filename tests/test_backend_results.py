@@ -58,9 +58,10 @@ def ignoring_worker(service_env: dict[str, str]) -> Iterator[ManagedProcess]:
     args = [
         str(Path(sys.executable).parent / "celery"), "-A", "realtime", "worker", "--pool=prefork",
         "--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip", "-Q", IGNORING_QUEUE,
+        "-n", f"{IGNORING_QUEUE}@%h",
     ]  # fmt: skip
     env = {**service_env, "DJANGO_SETTINGS_MODULE": "tests.support.ignore_result_settings"}
-    proc = ManagedProcess("celery-ignore-result", args, env).start(ready=r"celery@\S+ ready\.")
+    proc = ManagedProcess("celery-ignore-result", args, env).start(ready=r"@\S+ ready\.")
     yield proc
     proc.stop()
 

@@ -74,7 +74,7 @@ def test_the_states_seen_through_asyncresult(
         assert info is None
     elif while_running == "STARTED":
         assert info["pid"] == running["pid"]
-        assert info["hostname"].startswith("celery@")
+        assert "@" in info["hostname"]  # the worker's node name
     elif while_running == "RETRY":
         assert type(info) is RuntimeError
         assert info.args == ("first attempt fails on purpose",)

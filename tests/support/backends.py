@@ -79,6 +79,8 @@ def redis_backend_worker(env: dict[str, str], result_url: str) -> ManagedProcess
         str(Path(sys.executable).parent / "celery"), "-A", "realtime", "worker", "--pool=prefork",
         "--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip",
         "--prefetch-multiplier=1", "-Q", REDIS_QUEUE, "--include=tests.support.worker_tasks",
+        # A node name of its own: control replies (inspect) from two celery@host are an error.
+        "-n", f"{REDIS_QUEUE}@%h",
     ]  # fmt: skip
     env = {
         **env,
@@ -86,7 +88,7 @@ def redis_backend_worker(env: dict[str, str], result_url: str) -> ManagedProcess
         "TASKSTORE_TEST_RESULT_BACKEND": result_url,
         "TASKSTORE_TEST_DEFAULT_QUEUE": REDIS_QUEUE,
     }
-    proc = ManagedProcess("celery-redis-results", args, env).start(ready=r"celery@\S+ ready\.")
+    proc = ManagedProcess("celery-redis-results", args, env).start(ready=r"@\S+ ready\.")
     assert "results:     redis://" in proc.output()
     return proc
 
