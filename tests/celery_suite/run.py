@@ -202,9 +202,10 @@ def run_suite(backend: str, suite: Path, tests: list[str], keyword: str | None) 
     env = taskstore_env(fresh_database()) if backend == "taskstore" else redis_env()
     flush_redis(env["CONFORMANCE_REDIS_URL"])
     env["PYTHONPATH"] = os.pathsep.join([str(suite), str(ROOT)])
-    report = cache_dir() / f"{backend}.xml"
+    name = f"{backend}-redis-only-tests" if os.environ.get("CONFORMANCE_RUN_REDIS_ONLY_TESTS") else backend
+    report = cache_dir() / f"{name}.xml"
     report.unlink(missing_ok=True)
-    log = cache_dir() / f"{backend}.log"
+    log = cache_dir() / f"{name}.log"
     args = [sys.executable, "-m", "pytest", *tests, "-c", str(suite / "pytest.ini"), "--rootdir", str(suite)]
     args += [arg for name in DISABLED_PLUGINS for arg in ("-p", f"no:{name}")]
     args += [
@@ -282,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="redis,taskstore", help="comma-separated: redis, taskstore")
     parser.add_argument("-k", dest="keyword", default=None, help="pytest -k expression, for a partial run")
     parser.add_argument("--tests", nargs="*", default=list(SUITE_FILES), help="test files or node ids")
+    parser.add_argument(
+        "--redis-only-tests",
+        action="store_true",
+        help="taskstore run only: also run the tests the suite keeps for the Redis result backend",
+    )
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(backends) - set(REDIS_DATABASES)
@@ -292,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     suite = fetch_suite(version)
     print(f"Celery {version}'s integration suite from {suite}", flush=True)
     started = time.monotonic()
+    if args.redis_only_tests:
+        if backends != ["taskstore"]:
+            parser.error("--redis-only-tests goes with --backends taskstore")
+        os.environ["CONFORMANCE_RUN_REDIS_ONLY_TESTS"] = "1"
     runs = {backend: run_suite(backend, suite, args.tests, args.keyword) for backend in backends}
     print(f"\nCelery {version}, {' + '.join(args.tests)}; {time.monotonic() - started:.0f} s in all")
     for run in runs.values():
