@@ -163,6 +163,9 @@ TASKSTORE_WORKER_LOST_AFTER = env_float("TASKSTORE_WORKER_LOST_AFTER", 30.0, min
 TASKSTORE_MONITOR_INTERVAL = env_float("TASKSTORE_MONITOR_INTERVAL", 5.0, minimum=0.1)
 TASKSTORE_METRICS_TOKEN = env_str("TASKSTORE_METRICS_TOKEN")
 TASKSTORE_WATCH_QUEUES = env_list("TASKSTORE_WATCH_QUEUES", [])
+# Celery's own retention: beat's daily celery.backend_cleanup deletes through the result backend
+# what finished this long ago. One retention for both.
+CELERY_RESULT_EXPIRES = TASKSTORE_RESULT_EXPIRES
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

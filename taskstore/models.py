@@ -46,6 +46,15 @@ class TaskRecord(models.Model):
     date_started = models.DateTimeField("started", null=True, blank=True)
     date_done = models.DateTimeField("done", null=True, blank=True)
     date_updated = models.DateTimeField("updated")
+    celery_meta = models.JSONField(
+        "Celery's view",
+        null=True,
+        blank=True,
+        help_text=(
+            "What Celery's result API reports, as the result backend last stored it: status, "
+            "result (when not in result or progress), children. Null until it stores anything."
+        ),
+    )
 
     class Meta:
         verbose_name = "task"

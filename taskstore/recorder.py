@@ -53,6 +53,8 @@ class Transition:
     group_id: str | None = None
     parent_id: str | None = None
     worker: str | None = None
+    # What Celery's result API reports after this transition; set by the result backend only.
+    celery_meta: dict[str, Any] | None = None
 
 
 class RecordingError(DatabaseError):
@@ -135,6 +137,8 @@ def _record_once(transition: Transition) -> dict[str, Any] | None:
     else:
         document = _write_in_one_transaction(values)
     if document is None:
+        if transition.celery_meta is not None:
+            _store_celery_meta(transition)
         return None
     transaction.on_commit(partial(_committed, document), robust=True)
     if document["group_id"]:
@@ -175,6 +179,21 @@ def _committed(document: dict[str, Any]) -> None:
     """After the commit: push the document and tell the project's receivers."""
     publisher.publish(_messages(document))
     task_recorded.send(sender=TaskRecord, document=document)
+
+
+def _store_celery_meta(transition: Transition) -> None:
+    """Celery's view of a task whose transition the lifecycle refused as already recorded.
+
+    The signal handlers often record a state before the result backend stores it (STARTED with
+    ``task_track_started``, a RETRY recorded at publish), yet Celery's API must report what the
+    backend stored. Like Celery's key-value backends, a stored SUCCESS is never overwritten. No
+    version, no event, nothing published: the lifecycle did not change.
+    """
+    (
+        TaskRecord.objects.filter(task_id=transition.task_id)
+        .exclude(celery_meta__status=states.SUCCESS)
+        .update(celery_meta=transition.celery_meta)
+    )
 
 
 def _touch_group(document: dict[str, Any]) -> None:
@@ -247,4 +266,5 @@ def _values(transition: Transition) -> dict[str, Any]:
         "date_started": now if state == states.STARTED else None,
         "date_done": now if state in states.TERMINAL_STATES else None,
         "date_updated": now,
+        "celery_meta": transition.celery_meta,
     }

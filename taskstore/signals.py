@@ -1,8 +1,13 @@
 """Celery signal handlers: the sources of transitions that work with any result backend.
 
 With the taskstore result backend, SUCCESS and custom states reach the recorder through the
-backend, and the handlers below skip them; everything else is recorded here. A transition that
-arrives from both (FAILURE, RETRY, REVOKED) is recorded once: the recorder refuses duplicates.
+backend when Celery stores them, and the handlers below skip them; everything else is recorded
+here. A transition that arrives from both (FAILURE, RETRY, REVOKED) is recorded once: the
+recorder refuses duplicates. A task that asked for ``ignore_result`` still goes through its
+lifecycle, without its return value.
+
+With ``task_always_eager`` no message is published or received: the task's PENDING is recorded
+when it starts, and it has no RECEIVED.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import sys
 from typing import Any
 
 from celery import signals
+from celery.app.task import get_actual_ignore_result
 
 from taskstore import states
 from taskstore.errors import error_from_exception
@@ -41,13 +47,19 @@ def connect() -> None:
     _connected = True
 
 
-def _backend_records_results(task: Any) -> bool:
+def _backend_stores_success(task: Any, request: Any) -> bool:
+    """Whether Celery hands this task's return value to the taskstore backend.
+
+    Celery's own rule (``celery.app.trace``): never with ``ignore_result``; in eager mode only
+    with ``task_store_eager_result``.
+    """
     from taskstore.backend import DatabaseBackend
 
     if not isinstance(getattr(task, "backend", None), DatabaseBackend):
         return False
-    request = getattr(task, "request", None)
-    return not (task.ignore_result or getattr(request, "ignore_result", False))
+    if get_actual_ignore_result(task, request):
+        return False
+    return not getattr(request, "is_eager", False) or bool(task.store_eager_result)
 
 
 def on_publish(
@@ -104,9 +116,33 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     )
 
 
-def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    """STARTED when the task body is about to run (no ``task_track_started`` needed)."""
+def on_prerun(
+    sender: Any = None,
+    task_id: str | None = None,
+    task: Any = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    """STARTED when the task body is about to run (no ``task_track_started`` needed).
+
+    An eager task was never published: its PENDING is recorded first (a retry's RETRY is
+    recorded by ``task_retry``).
+    """
     request = task.request
+    if request.is_eager and not request.retries:
+        record(
+            Transition(
+                task_id=task_id or request.id,
+                state=states.PENDING,
+                task_name=task.name,
+                args=list(args) if isinstance(args, (list, tuple)) else args,
+                kwargs=kwargs,
+                owner_id=current_owner_id(),
+                group_id=request.group,
+                parent_id=request.parent_id,
+            )
+        )
     record(
         Transition(
             task_id=task_id or request.id,
@@ -136,17 +172,22 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
 
 
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
-    """SUCCESS with the return value, unless the taskstore backend stores it."""
-    if sender is None or _backend_records_results(sender):
+    """SUCCESS with the return value, unless the taskstore backend stores it.
+
+    A task that asked for ``ignore_result`` is recorded as done without its return value.
+    """
+    if sender is None:
         return
     request = sender.request
+    if _backend_stores_success(sender, request):
+        return
     record(
         Transition(
             task_id=request.id,
             state=states.SUCCESS,
             attempt=int(request.retries or 0),
             task_name=sender.name,
-            result=result,
+            result=None if get_actual_ignore_result(sender, request) else result,
         )
     )
 

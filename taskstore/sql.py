@@ -11,6 +11,7 @@ COLUMNS = (
     "task_id", "task_name", "state", "version", "position", "transition_key", "retries",
     "result", "progress", "error", "traceback", "args", "kwargs", "owner_id", "group_id",
     "parent_id", "worker", "date_created", "date_started", "date_done", "date_updated",
+    "celery_meta",
 )  # fmt: skip
 
 _UPSERT = """
@@ -34,7 +35,8 @@ ON CONFLICT (task_id) DO UPDATE SET
     worker = COALESCE(excluded.worker, t.worker),
     date_started = COALESCE(excluded.date_started, t.date_started),
     date_done = excluded.date_done,
-    date_updated = excluded.date_updated
+    date_updated = excluded.date_updated,
+    celery_meta = COALESCE(excluded.celery_meta, t.celery_meta)
 WHERE t.position < excluded.position
    OR (t.position = excluded.position AND excluded.transition_key <> ''
        AND t.transition_key <> excluded.transition_key)

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from tests import services
+from tests.support import backends
 from tests.support.processes import ManagedProcess, celery_worker, child_env
 
 _PROBLEMS = {
@@ -66,3 +67,34 @@ def worker(service_env: dict[str, str]) -> Iterator[ManagedProcess]:
     proc = celery_worker(service_env, 2)
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_results_worker(service_env: dict[str, str], redis_url: str) -> Iterator[ManagedProcess]:
+    """A real prefork worker storing results in Celery's Redis backend, on a queue of its own."""
+    proc = backends.redis_backend_worker(service_env, redis_url)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(params=["taskstore", "redis"])
+def target(request: pytest.FixtureRequest, redis_url: str) -> Iterator[backends.Target]:
+    """Each result backend in turn with a real worker: taskstore's, then Celery's Redis one."""
+    if request.param == "taskstore":
+        from realtime.celery import app
+
+        request.getfixturevalue("worker")
+        yield backends.Target("taskstore", app, None)
+        return
+    request.getfixturevalue("redis_results_worker")
+    app = backends.redis_app(redis_url, redis_url)
+    yield backends.Target("redis", app, backends.REDIS_QUEUE)
+    app.close()
+
+
+@pytest.fixture
+def gates(redis_url: str) -> Iterator[backends.Gates]:
+    """Opens the gates the gated test tasks wait on."""
+    opener = backends.Gates(redis_url)
+    yield opener
+    opener.close()
