@@ -39,7 +39,7 @@ DJANGO_PYTHONS = {
 }
 
 # The lower bounds of pyproject.toml's ranges; tests/test_packaging.py keeps the two in step.
-OLDEST = {"celery": "5.5.0", "channels": "4.2.0", "channels-redis": "4.2.0"}
+OLDEST = {"celery": "5.7.0", "channels": "4.2.0", "channels-redis": "4.2.0"}
 
 # Packages that move with the ones a session varies, so the lock files must not pin them there.
 FOLLOW_DJANGO = {"django"}

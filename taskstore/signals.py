@@ -17,9 +17,9 @@ import sys
 from typing import Any
 
 from celery import signals
+from celery.app.task import get_actual_ignore_result
 
 from taskstore import states
-from taskstore.compat import get_actual_ignore_result
 from taskstore.errors import error_from_exception
 from taskstore.owner import OWNER_HEADER, current_owner_id
 from taskstore.recorder import Transition, record
