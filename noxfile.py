@@ -54,6 +54,9 @@ FOLLOW_PYTHON = {
 # `scripts/matrix --paired` (nox -t paired) runs each (Python, Django) pair once, the stacks
 # alternating so that every Python and every Django meets both the oldest and the newest Celery
 # and Channels: half the time of the whole cross product (see docs/development.md).
+# `scripts/matrix --corners` (what CI runs): the oldest Python and Django with the oldest stack,
+# the newest with the newest, and the middle LTS on its middle Python with the oldest stack.
+CORNERS = {("3.10", "4.2", "oldest"), ("3.12", "5.2", "oldest"), ("3.13", "6.0", "newest")}
 PAIRED_OLDEST = {("3.10", "4.2"), ("3.11", "5.2"), ("3.12", "4.2"), ("3.12", "6.0"), ("3.13", "5.2")}
 
 # What a session installs besides the package: the example project and the test tools.
@@ -140,6 +143,8 @@ def _combinations() -> list[nox.Param]:
             for stack in ("oldest", "newest"):
                 paired = ((python, django) in PAIRED_OLDEST) == (stack == "oldest")
                 tags = ["paired"] if paired else []
+                if (python, django, stack) in CORNERS:
+                    tags.append("corners")
                 params.append(
                     nox.param(python, django, stack, id=f"{python}-django{django}-{stack}", tags=tags)
                 )
@@ -195,8 +200,8 @@ UNSUPPORTED_PYTHON = "3.9"
 UNSUPPORTED_DJANGO = {"3.11": "Django==4.1.13", "3.12": "Django==6.1.3"}
 
 
-# Tagged so that `scripts/matrix --paired` runs it too.
-@nox.session(python=False, tags=["paired"])
+# Tagged so that `scripts/matrix --paired` and `--corners` run it too.
+@nox.session(python=False, tags=["paired", "corners"])
 def refusals(session: nox.Session) -> None:
     """pip refuses the package on an unsupported Python and beside an unsupported Django."""
     wheel = _wheel(session)
