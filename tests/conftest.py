@@ -9,7 +9,7 @@ import redis
 
 from tests import services
 from tests.support import backends
-from tests.support.processes import ManagedProcess, celery_worker, child_env
+from tests.support.processes import ManagedProcess, celery_worker, child_env, wait_for
 
 _PROBLEMS = {
     "postgres": services.postgres_problem,
@@ -79,17 +79,26 @@ def redis_results_worker(service_env: dict[str, str], redis_url: str) -> Iterato
 
 @pytest.fixture(params=["taskstore", "redis"])
 def target(request: pytest.FixtureRequest, redis_url: str) -> Iterator[backends.Target]:
-    """Each result backend in turn with a real worker: taskstore's, then Celery's Redis one."""
+    """Each result backend in turn with a real worker: taskstore's, then Celery's Redis one.
+
+    The test ends once the worker has recorded everything it sent: a result read through the
+    backend can come before the signal handlers' last writes, and the database flush that
+    follows a test must not race them.
+    """
+    from django.utils import timezone
+
+    started = timezone.now()
     if request.param == "taskstore":
         from realtime.celery import app
 
         request.getfixturevalue("worker")
         yield backends.Target("taskstore", app, None)
-        return
-    request.getfixturevalue("redis_results_worker")
-    app = backends.redis_app(redis_url, redis_url)
-    yield backends.Target("redis", app, backends.REDIS_QUEUE)
-    app.close()
+    else:
+        request.getfixturevalue("redis_results_worker")
+        app = backends.redis_app(redis_url, redis_url)
+        yield backends.Target("redis", app, backends.REDIS_QUEUE)
+        app.close()
+    wait_for(lambda: backends.settled(started), 30, "the test's tasks to be recorded to their end")
 
 
 @pytest.fixture

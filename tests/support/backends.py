@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -117,3 +118,24 @@ class Gates:
     def close(self) -> None:
         """Drop the connection."""
         self.redis.close()
+
+
+def settled(since: datetime) -> bool:
+    """Whether every task recorded since ``since`` ended and its group caught up with it.
+
+    The recorder gives a member's group its next version just after the member's own write, so
+    a group whose row is older than its newest member is still being written to.
+    """
+    from taskstore import states
+    from taskstore.models import GroupRecord, TaskRecord
+
+    rows = TaskRecord.objects.filter(date_created__gte=since)
+    if rows.exclude(state__in=states.TERMINAL_STATES).exists():
+        return False
+    newest: dict[str, datetime] = {}
+    for group_id, updated in rows.exclude(group_id=None).values_list("group_id", "date_updated"):
+        newest[group_id] = max(updated, newest.get(group_id, updated))
+    groups = dict(
+        GroupRecord.objects.filter(group_id__in=list(newest)).values_list("group_id", "date_updated")
+    )
+    return all(group_id in groups and groups[group_id] >= updated for group_id, updated in newest.items())
