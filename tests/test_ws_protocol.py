@@ -3,6 +3,7 @@ bad input, limits, the subscribe race, gap filling and the periodic check."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
-from taskstore import addressing
+from taskstore import addressing, fanout
 from taskstore.consumers import codes, queries
 from taskstore.consumers.delivery import counters
 from taskstore.consumers.feed import FeedConsumer
@@ -23,6 +24,7 @@ from taskstore.consumers.tasks import TaskConsumer
 from taskstore.publisher import publisher
 from taskstore.recorder import Transition, record
 from taskstore.tokens import make_token
+from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -201,11 +203,19 @@ async def test_the_subscribe_race_a_transition_committed_during_the_read_is_not_
     steps = transitions(task_id)
     await record_async(steps[0])
     fetched = queries.fetch_openings.func
+    loop = asyncio.get_running_loop()
+
+    def received() -> int:
+        return sum(hub.received for hub in fanout._hubs.get(loop, {}).values())
+
+    before = received()
 
     def fetch_then_record(*args: Any) -> Any:
-        # The read sees version 1; version 2 commits after it, while the consumer is busy.
+        # The read sees version 1; version 2 commits after it, and reaches the socket while the
+        # subscribe still holds it (the read has not returned yet).
         found = fetched(*args)
         record(steps[1])
+        wait_for(lambda: received() > before, 5, "version 2 to reach this process's hub")
         return found
 
     monkeypatch.setattr(queries, "fetch_openings", queries.database_sync_to_async(fetch_then_record))

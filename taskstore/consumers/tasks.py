@@ -136,20 +136,20 @@ class TaskConsumer(LiveConsumer):
     async def taskstore_task(self, message: dict[str, Any]) -> None:
         """A recorded transition of a task (pushed by the recorder after its commit)."""
         document = message["document"]
-        stream = self.task_streams.get(document["task_id"])
-        if stream is None:
-            return
+        # The stream is looked up under the lock: a message that waited for it (in the backlog,
+        # while a subscribe held the lock) must find the stream that subscribe opened.
         async with self.lock:
-            await self.deliver_task(stream, document)
+            stream = self.task_streams.get(document["task_id"])
+            if stream is not None:
+                await self.deliver_task(stream, document)
 
     async def taskstore_group(self, message: dict[str, Any]) -> None:
         """A group's new document (one of its members changed state)."""
         document = message["document"]
-        stream = self.group_streams.get(document["group_id"])
-        if stream is None:
-            return
         async with self.lock:
-            await self.send_group(stream, document)
+            stream = self.group_streams.get(document["group_id"])
+            if stream is not None:
+                await self.send_group(stream, document)
 
     async def send_group(self, stream: GroupStream, document: dict[str, Any]) -> None:
         """Send a group document unless an equal or newer version went out already."""
