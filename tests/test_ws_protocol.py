@@ -368,6 +368,27 @@ async def test_anonymous_feed_is_accepted_then_closed_with_4401() -> None:
     await communicator.disconnect()
 
 
+async def test_a_feed_hears_of_a_task_recorded_as_soon_as_it_is_open(
+    monkeypatch: pytest.MonkeyPatch, staff: User
+) -> None:
+    # A slow join on the layer: a feed that reported itself open before its join was done would
+    # miss the task recorded right after the handshake, and hear of it never (no version of it
+    # had come, so the periodic check has nothing to catch up).
+    layer = get_channel_layer()
+    group_add = layer.group_add
+
+    async def slow_group_add(group: str, channel: str) -> None:
+        await asyncio.sleep(0.3)
+        await group_add(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", slow_group_add)
+    task_id = str(uuid4())
+    async with socket(staff, FeedConsumer, "/ws/feed/") as ws:
+        await record_async(transitions(task_id)[0])
+        frame = await ws.receive_json_from(timeout=2)
+        assert (frame["task_id"], frame["version"]) == (task_id, 1)
+
+
 async def test_a_users_feed_shows_their_tasks_only(alice: User) -> None:
     mine, theirs = str(uuid4()), str(uuid4())
     async with socket(alice, FeedConsumer, "/ws/feed/") as ws:

@@ -152,13 +152,21 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.session_lock = asyncio.Lock()
         self.max_frame_bytes = int(conf.get("TASKSTORE_MAX_FRAME_BYTES"))
         self.limiter = FrameLimiter(conf.get("TASKSTORE_RATE_LIMIT"), conf.get("TASKSTORE_RATE_BURST"))
-        await self.accept()
-        pushstats.opened()
-        self.counted_open = True
-        if await self.opened():
-            for group in self.session_groups():
-                await self.join(group)
-            self.start_checks()
+        # Under the lock: what ``prepare`` joins is in place before the client sees the socket
+        # open, and messages that arrive meanwhile wait in the backlog until it is.
+        async with self.lock:
+            await self.prepare()
+            await self.accept()
+            pushstats.opened()
+            self.counted_open = True
+            if await self.opened():
+                for group in self.session_groups():
+                    await self.join(group)
+                self.start_checks()
+
+    async def prepare(self) -> None:
+        """Called before the socket is accepted (with ``self.lock`` held): join the groups whose
+        messages the client must not miss once it sees the socket open."""
 
     async def opened(self) -> bool:
         """Called once the socket is accepted; return False after closing it."""

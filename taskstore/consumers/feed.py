@@ -38,19 +38,25 @@ class FeedConsumer(OperationsFeed, LiveConsumer):
 
     frame_types = frozenset({"ping", "control"})
 
-    async def opened(self) -> bool:
-        """Join the user's feed (or the staff feed), or close an anonymous socket."""
+    async def prepare(self) -> None:
+        """Join the user's feed (or the staff feed) before the socket is accepted: a task that
+        changes once the client sees the socket open reaches it."""
         self.streams: OrderedDict[str, TaskStream] = OrderedDict()
         self.feed_group: str | None = None
         user_id = self.viewer.user_id
         if user_id is None:
-            await self.shut(codes.CLOSE_UNAUTHENTICATED)
-            return False
+            return
         self.opened_at = datetime.now().astimezone()
         # When the last periodic check began (wall clock and monotonic).
         self.checked_wall, self.checked = timezone.now(), time.monotonic()
         self.feed_group = addressing.FEED_STAFF if self.viewer.staff else addressing.feed_user(user_id)
         await self.join(self.feed_group)
+
+    async def opened(self) -> bool:
+        """Close an anonymous socket (4401); a user's feed is joined already."""
+        if self.feed_group is None:
+            await self.shut(codes.CLOSE_UNAUTHENTICATED)
+            return False
         return True
 
     def layer_groups(self) -> list[str]:
