@@ -33,7 +33,8 @@ from taskstore.permissions import Viewer
 
 
 class ReadOnlyMixin:
-    """Nobody adds, changes or deletes rows here: the recorder is the only writer."""
+    """Nobody adds, changes or deletes rows here: each table has its own write path (the recorder,
+    the operations console's)."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """Never."""

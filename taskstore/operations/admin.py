@@ -16,28 +16,15 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from taskstore import conf
+
+# taskstore.admin imports this module last, once ReadOnlyMixin is defined.
+from taskstore.admin import ReadOnlyMixin
 from taskstore.operations import views
 from taskstore.operations.models import ControlAction, QueueRecord, WorkerRecord
 from taskstore.permissions import Viewer
 
 
-class ReadOnly:
-    """Nobody adds, changes or deletes these rows here."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Never."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Never."""
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Never."""
-        return False
-
-
-class LivePage(ReadOnly, admin.ModelAdmin):
+class LivePage(ReadOnlyMixin, admin.ModelAdmin):
     """A list drawn and kept live by admin-operations.js instead of Django's change list."""
 
     kind = ""
@@ -85,7 +72,7 @@ class QueueRecordAdmin(LivePage):
 
 
 @admin.register(ControlAction)
-class ControlActionAdmin(ReadOnly, admin.ModelAdmin):
+class ControlActionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Who did what, when: every control action."""
 
     list_display = ("created", "action", "target", "username", "ok", "detail")
