@@ -13,8 +13,11 @@ from taskstore.models import TaskRecord
 STAFF_FIELDS = ("traceback", "args", "kwargs")
 
 
-def _iso(value: datetime | None) -> str | None:
-    # Always with microseconds and "Z": the database renders event documents the same way.
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as the documents show it: ISO 8601 in UTC, with microseconds and "Z".
+
+    The database renders event documents the same way (taskstore.sql).
+    """
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
 
 
@@ -33,9 +36,9 @@ def task_document(record: TaskRecord) -> dict[str, Any]:
         "group_id": record.group_id,
         "parent_id": record.parent_id,
         "worker": record.worker,
-        "date_created": _iso(record.date_created),
-        "date_started": _iso(record.date_started),
-        "date_done": _iso(record.date_done),
+        "date_created": iso(record.date_created),
+        "date_started": iso(record.date_started),
+        "date_done": iso(record.date_done),
         "owner_id": record.owner_id,
         "traceback": record.traceback or None,
         "args": record.args,

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from taskstore.documents import iso
 from taskstore.operations.models import ControlAction, QueueRecord, WorkerRecord
-
-
-def iso(value: datetime | None) -> str | None:
-    """A timestamp as ISO 8601 in UTC with "Z", like the task document's."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
 
 
 def worker_status(worker: WorkerRecord, now: datetime) -> str:
