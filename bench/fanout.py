@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.push_latency import machine, service_env  # noqa: E402
+from bench.scratch import create_database, drop_database, free_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
@@ -139,12 +140,6 @@ def role_floor_publisher(redis_url: str, versions: int, rate: float) -> None:
 
 
 # --- servers -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -416,22 +411,6 @@ def report(results: list[Result], floor: Result) -> None:
 # --- set-up --------------------------------------------------------------------------------------
 
 
-def create_database(postgres: str) -> str:
-    import psycopg
-
-    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    return f"{postgres}/{BENCH_DATABASE}"
-
-
-def drop_database(postgres: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", type=int, default=1000, help="sockets following the task")
@@ -462,7 +441,7 @@ def main() -> None:
     import redis
 
     redis.Redis.from_url(args.redis_url).flushdb()
-    database_url = create_database(postgres)
+    database_url = create_database(postgres, BENCH_DATABASE)
     env = service_env(database_url, args.redis_url)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
@@ -492,7 +471,7 @@ def main() -> None:
             finally:
                 server.stop()
     finally:
-        drop_database(postgres)
+        drop_database(postgres, BENCH_DATABASE)
     print(f"Fan-out, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}")
     print(
         f"{args.sockets} sockets on one {args.server} following one task: {args.versions} versions at "

@@ -53,6 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.scratch import create_database, drop_database, free_port  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
@@ -257,28 +259,6 @@ def service_env(database_url: str, redis_url: str) -> dict[str, str]:
     return env
 
 
-def create_database(postgres: str) -> str:
-    import psycopg
-
-    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    return f"{postgres}/{BENCH_DATABASE}"
-
-
-def drop_database(postgres: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_daphne(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="bench-daphne-", suffix=".log", delete=False)  # noqa: SIM115
@@ -353,7 +333,7 @@ def main() -> None:
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-    database_url = create_database(postgres)
+    database_url = create_database(postgres, BENCH_DATABASE)
     env = service_env(database_url, redis_url)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
@@ -369,7 +349,7 @@ def main() -> None:
         commit, write = asyncio.run(measure_push(port, args.tasks, args.rate, env))
     finally:
         stop(daphne)
-        drop_database(postgres)
+        drop_database(postgres, BENCH_DATABASE)
     print(f"Push latency, {time.strftime('%Y-%m-%d')}, {machine()}")
     print(f"{args.tasks} tasks x 4 transitions at {args.rate:g} tasks/s ({4 * args.rate:g} transitions/s)")
     print()

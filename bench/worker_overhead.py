@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.counter import DONE_KEY, FINISHED_KEY, FIRST_KEY, LAST_KEY  # noqa: E402
+from bench.scratch import create_database, drop_database  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
@@ -251,27 +252,6 @@ def run_role(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     if done.returncode != 0:
         raise BenchError(f"{' '.join(args)} failed:\n{done.stdout}{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def admin_connection(postgres: str) -> Any:
-    """An autocommit connection to the server's ``postgres`` database."""
-    import psycopg
-
-    return psycopg.connect(f"{postgres}/postgres", autocommit=True)
-
-
-def create_database(postgres: str) -> str:
-    """Create the bench database afresh; return its URL."""
-    with admin_connection(postgres) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    return f"{postgres}/{BENCH_DATABASE}"
-
-
-def drop_database(postgres: str) -> None:
-    """Drop the bench database."""
-    with admin_connection(postgres) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
 
 
 def migrate(database_url: str, redis_url: str) -> None:
@@ -519,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM unwinds like Ctrl-C, so the worker is stopped and the database dropped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     configs = [c for c in CONFIGS if c.key in args.configs]
-    database_url = create_database(args.postgres)
+    database_url = create_database(args.postgres, BENCH_DATABASE)
     try:
         migrate(database_url, args.redis)
         figures = {c.key: Figures() for c in configs}
@@ -544,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             env = child_env("bench.settings_taskstore", database_url, args.redis, args.tasks)
             probe = run_role(["--role=probe-publish", f"--tasks={args.tasks}"], env)
     finally:
-        drop_database(args.postgres)
+        drop_database(args.postgres, BENCH_DATABASE)
     print(render(figures, probe, args.tasks, args.rounds, args.concurrency))
     return 0
 
