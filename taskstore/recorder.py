@@ -14,9 +14,10 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Model
@@ -30,6 +31,8 @@ from taskstore.notices import task_recorded
 from taskstore.publisher import publisher
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 MESSAGE_TASK = "taskstore.task"
 MESSAGE_GROUP = "taskstore.group"
@@ -55,6 +58,10 @@ class Transition:
     worker: str | None = None
     # What Celery's result API reports after this transition; set by the result backend only.
     celery_meta: dict[str, Any] | None = None
+    # Written only once the task has reached this state in the same attempt (None: no such
+    # condition): a pool child's STARTED requires the RECEIVED that the worker's main process
+    # records in the background, so that neither can skip the other (signals.on_prerun).
+    requires: str | None = None
 
 
 class RecordingError(DatabaseError):
@@ -69,24 +76,48 @@ def record(transition: Transition) -> dict[str, Any] | None:
     for terminal states, unless the caller holds its own transaction (which cannot be retried).
     """
     transition = _ensure_encodable(transition)
+    return _retrying(partial(_record_once, transition), transition.state, transition.task_id)
+
+
+def record_many(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
+    """Record transitions of distinct tasks together; return the documents of those recorded.
+
+    On PostgreSQL it is one statement for all of them (the worker's background RECEIVED writer
+    sends many at once); elsewhere each is recorded on its own. Of two transitions of one task
+    only the first is written. None may be terminal (a batch's retry budget is a short one) or
+    have a ``requires`` condition.
+    """
+    first: dict[str, Transition] = {}
+    for transition in transitions:
+        first.setdefault(transition.task_id, _ensure_encodable(transition))
+    unique = list(first.values())
+    if not unique:
+        return []
+    if any(t.state in states.TERMINAL_STATES or t.requires for t in unique):
+        raise ValueError("record_many() takes non-terminal transitions without requires: record() those")
+    if connection.vendor != "postgresql":
+        return [document for t in unique if (document := record(t)) is not None]
+    described = f"{len(unique)} tasks"
+    return _retrying(partial(_record_batch, unique), states.RECEIVED, described)
+
+
+def _retrying(write: Callable[[], _T], state: str, subject: str) -> _T:
+    """Run ``write``; on a lost or refused connection, retry it on a fresh one within the budget."""
     budget = conf.get("TASKSTORE_WRITE_RETRY_SECONDS")
-    if transition.state not in states.TERMINAL_STATES:
+    if state not in states.TERMINAL_STATES:
         budget = min(budget, 5.0)
     deadline = time.monotonic() + budget
     delay = 0.05
     while True:
         try:
-            return _record_once(transition)
+            return write()
         except (OperationalError, InterfaceError) as exc:
             if connection.in_atomic_block or time.monotonic() >= deadline:
                 raise
             # A long-lived worker's connection goes stale (server restart, idle timeout): drop
             # it so the next try opens a fresh one.
             logger.warning(
-                "Recording %s for task %s failed (%s); retrying on a fresh connection",
-                transition.state,
-                transition.task_id,
-                exc,
+                "Recording %s for %s failed (%s); retrying on a fresh connection", state, subject, exc
             )
             connection.close()
             time.sleep(delay)
@@ -133,35 +164,50 @@ def _transition_key(transition: Transition) -> str:
 def _record_once(transition: Transition) -> dict[str, Any] | None:
     values = _values(transition)
     if connection.vendor == "postgresql":
-        document = _write_in_one_statement(values)
+        documents = _write_in_one_statement([values])
+        document = documents[0] if documents else None
     else:
         document = _write_in_one_transaction(values)
     if document is None:
         if transition.celery_meta is not None:
             _store_celery_meta(transition)
         return None
-    transaction.on_commit(partial(_committed, document), robust=True)
-    if document["group_id"]:
-        _touch_group(document)
+    _written(document)
     return document
 
 
-def _write_in_one_statement(values: dict[str, Any]) -> dict[str, Any] | None:
-    """PostgreSQL: the upsert and the event row in one statement (atomic on its own)."""
-    statement = sql.upsert_with_event(_table(TaskRecord), _table(TaskEvent))
+def _record_batch(transitions: list[Transition]) -> list[dict[str, Any]]:
+    documents = _write_in_one_statement([_values(t) for t in transitions])
+    for document in documents:
+        _written(document)
+    return documents
+
+
+def _written(document: dict[str, Any]) -> None:
+    """Once ``document`` is written: publish it after the commit, and bring its group along."""
+    transaction.on_commit(partial(_committed, document), robust=True)
+    if document["group_id"]:
+        _touch_group(document)
+
+
+def _write_in_one_statement(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PostgreSQL: the upsert of each row and its event in one statement (atomic on its own).
+
+    The rows are of distinct tasks; one floor is given for all, so a batch has none (0).
+    """
+    statement = sql.upsert_with_event(_table(TaskRecord), _table(TaskEvent), len(rows))
+    params = [p for values in rows for p in _params(values)]
     with connection.cursor() as cursor:
-        cursor.execute(statement, _params(values))
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    document = row[0]
-    return json.loads(document) if isinstance(document, str) else document
+        cursor.execute(statement, [*params, rows[0]["floor"]])
+        written = cursor.fetchall()
+    return [json.loads(d) if isinstance(d, str) else d for (d,) in written]
 
 
 def _write_in_one_transaction(values: dict[str, Any]) -> dict[str, Any] | None:
     """Other databases (SQLite): the upsert, then the event row, in one transaction."""
     with transaction.atomic():
-        rows = list(TaskRecord.objects.raw(sql.upsert(_table(TaskRecord)), _params(values)))
+        statement = sql.upsert(_table(TaskRecord))
+        rows = list(TaskRecord.objects.raw(statement, [*_params(values), values["floor"]]))
         if not rows:
             return None
         document = task_document(rows[0])
@@ -267,4 +313,6 @@ def _values(transition: Transition) -> dict[str, Any]:
         "date_done": now if state in states.TERMINAL_STATES else None,
         "date_updated": now,
         "celery_meta": transition.celery_meta,
+        # Not a column: the statement's floor (sql.py), the position the task must have reached.
+        "floor": states.position(transition.requires, transition.attempt) if transition.requires else 0,
     }

@@ -6,6 +6,9 @@ here. A transition that arrives from both (FAILURE, RETRY, REVOKED) is recorded 
 recorder refuses duplicates. A task that asked for ``ignore_result`` still goes through its
 lifecycle, without its return value.
 
+RECEIVED is recorded in the background (:mod:`taskstore.received`), off the loop that takes
+messages off the queue; the STARTED that follows it waits for it or records it.
+
 With ``task_always_eager`` no message is published or received: the task's PENDING is recorded
 when it starts, and it has no RECEIVED.
 """
@@ -14,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from typing import Any
 
 from celery import signals
 from celery.app.task import get_actual_ignore_result
 
-from taskstore import states
+from taskstore import received, states
 from taskstore.errors import error_from_exception
 from taskstore.owner import OWNER_HEADER, current_owner_id
 from taskstore.recorder import Transition, record
@@ -44,6 +48,7 @@ def connect() -> None:
     signals.task_rejected.connect(on_rejected, weak=False)
     signals.task_unknown.connect(on_unknown, weak=False)
     signals.worker_process_shutdown.connect(on_process_shutdown, weak=False)
+    signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
     _connected = True
 
 
@@ -101,10 +106,10 @@ def on_publish(
 
 
 def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """RECEIVED when a worker takes the message off the queue."""
+    """RECEIVED when a worker takes the message off the queue (queued for the background writer)."""
     if request is None:
         return
-    record(
+    received.writer.put(
         Transition(
             task_id=request.id,
             state=states.RECEIVED,
@@ -126,11 +131,26 @@ def on_prerun(
 ) -> None:
     """STARTED when the task body is about to run (no ``task_track_started`` needed).
 
-    An eager task was never published: its PENDING is recorded first (a retry's RETRY is
-    recorded by ``task_retry``).
+    STARTED is written only after RECEIVED, which the worker's main process records in the
+    background; when it has not yet, this records RECEIVED first. An eager task was never
+    published: its PENDING is recorded first (a retry's RETRY is recorded by ``task_retry``).
     """
     request = task.request
-    if request.is_eager and not request.retries:
+    started = Transition(
+        task_id=task_id or request.id,
+        state=states.STARTED,
+        attempt=int(request.retries or 0),
+        task_name=task.name,
+        worker=request.hostname,
+        group_id=request.group,
+        parent_id=request.parent_id,
+    )
+    if not request.is_eager:
+        if record(replace(started, requires=states.RECEIVED)) is None:
+            record(replace(started, state=states.RECEIVED))
+            record(started)
+        return
+    if not request.retries:
         record(
             Transition(
                 task_id=task_id or request.id,
@@ -143,17 +163,7 @@ def on_prerun(
                 parent_id=request.parent_id,
             )
         )
-    record(
-        Transition(
-            task_id=task_id or request.id,
-            state=states.STARTED,
-            attempt=int(request.retries or 0),
-            task_name=task.name,
-            worker=request.hostname,
-            group_id=request.group,
-            parent_id=request.parent_id,
-        )
-    )
+    record(started)
 
 
 def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
@@ -266,6 +276,11 @@ def on_process_shutdown(**_: Any) -> None:
     from taskstore.publisher import publisher
 
     publisher.flush(timeout=5.0)
+
+
+def on_worker_shutdown(**_: Any) -> None:
+    """Record the RECEIVED transitions still queued before the worker's main process exits."""
+    received.writer.flush(timeout=5.0)
 
 
 def _header_owner(request_dict: dict[str, Any]) -> int | None:

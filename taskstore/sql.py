@@ -2,7 +2,9 @@
 PostgreSQL the event row in the same statement.
 
 The ``WHERE`` of the upsert is the lifecycle rule (taskstore.states): a transition is written only
-when its position is past the stored one, or when it is a new value of the same custom state.
+when its position is past the stored one, or when it is a new value of the same custom state, and
+the stored position is at least the statement's floor (its last parameter; 0 for most
+transitions, RECEIVED's position for a STARTED that must not skip RECEIVED).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ COLUMNS = (
 )  # fmt: skip
 
 _UPSERT = """
-INSERT INTO {table} AS t ({columns}) VALUES ({placeholders})
+INSERT INTO {table} AS t ({columns}) VALUES {rows}
 ON CONFLICT (task_id) DO UPDATE SET
     task_name = CASE WHEN excluded.task_name <> '' THEN excluded.task_name ELSE t.task_name END,
     state = excluded.state,
@@ -37,9 +39,10 @@ ON CONFLICT (task_id) DO UPDATE SET
     date_done = excluded.date_done,
     date_updated = excluded.date_updated,
     celery_meta = COALESCE(excluded.celery_meta, t.celery_meta)
-WHERE t.position < excluded.position
-   OR (t.position = excluded.position AND excluded.transition_key <> ''
-       AND t.transition_key <> excluded.transition_key)
+WHERE (t.position < excluded.position
+       OR (t.position = excluded.position AND excluded.transition_key <> ''
+           AND t.transition_key <> excluded.transition_key))
+  AND t.position >= %s
 RETURNING {columns}
 """
 
@@ -65,13 +68,16 @@ SELECT document FROM e
 """
 
 
-def upsert(table: str) -> str:
-    """The conditional upsert of one task row, returning the row as written."""
-    return _UPSERT.format(
-        table=table, columns=", ".join(COLUMNS), placeholders=", ".join(["%s"] * len(COLUMNS))
-    )
+def upsert(table: str, rows: int = 1) -> str:
+    """The conditional upsert of ``rows`` task rows (distinct tasks), returning the rows written.
+
+    Parameters: each row's values in :data:`COLUMNS` order, then the floor.
+    """
+    row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    return _UPSERT.format(table=table, columns=", ".join(COLUMNS), rows=", ".join([row] * rows))
 
 
-def upsert_with_event(table: str, events: str) -> str:
-    """PostgreSQL: the upsert and the event row in one statement, returning the document."""
-    return _UPSERT_WITH_EVENT.format(upsert=upsert(table).strip(), events=events, document=_DOCUMENT)
+def upsert_with_event(table: str, events: str, rows: int = 1) -> str:
+    """PostgreSQL: the upsert and each written row's event in one statement, returning the
+    documents."""
+    return _UPSERT_WITH_EVENT.format(upsert=upsert(table, rows).strip(), events=events, document=_DOCUMENT)

@@ -1,0 +1,133 @@
+"""RECEIVED off the worker's main loop: the batch write, the background writer, and the STARTED
+that never skips RECEIVED (the worker itself: tests/test_worker_sequences.py)."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from uuid import uuid4
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from taskstore import signals
+from taskstore.models import TaskEvent, TaskRecord
+from taskstore.publisher import publisher
+from taskstore.received import ReceivedWriter
+from taskstore.recorder import Transition, record, record_many
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _tid() -> str:
+    return f"t-{uuid4()}"
+
+
+def _states(task_id: str) -> list[tuple[int, str]]:
+    return list(TaskEvent.objects.filter(task_id=task_id).order_by("version").values_list("version", "state"))
+
+
+def _received(task_id: str, attempt: int = 0) -> Transition:
+    return Transition(task_id=task_id, state="RECEIVED", attempt=attempt, worker="celery@test")
+
+
+def test_a_batch_is_one_statement_and_refuses_what_each_write_would() -> None:
+    pending = [_tid() for _ in range(3)]
+    ahead = _tid()
+    for task_id in pending:
+        record(Transition(task_id=task_id, state="PENDING", task_name="t.add"))
+    record(Transition(task_id=ahead, state="STARTED"))
+    before = publisher.published
+
+    with CaptureQueriesContext(connection) as queries:
+        documents = record_many([_received(t) for t in [*pending, ahead, pending[0]]])
+
+    assert len(queries.captured_queries) == 1
+    assert sorted(d["task_id"] for d in documents) == sorted(pending)
+    assert {(d["state"], d["version"], d["worker"]) for d in documents} == {("RECEIVED", 2, "celery@test")}
+    for task_id in pending:
+        assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED")]
+        assert TaskRecord.objects.get(task_id=task_id).task_name == "t.add"
+    assert _states(ahead) == [(1, "STARTED")]
+    assert publisher.published == before + len(pending)
+
+
+def test_a_batch_takes_neither_terminal_nor_conditional_transitions() -> None:
+    with pytest.raises(ValueError, match="non-terminal"):
+        record_many([Transition(task_id=_tid(), state="SUCCESS")])
+    with pytest.raises(ValueError, match="non-terminal"):
+        record_many([Transition(task_id=_tid(), state="STARTED", requires="RECEIVED")])
+    assert record_many([]) == []
+
+
+def test_started_that_requires_received_waits_for_it_in_its_attempt() -> None:
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="PENDING"))
+    started = Transition(task_id=task_id, state="STARTED", requires="RECEIVED")
+    assert record(started) is None
+    record(_received(task_id))
+    assert record(started) is not None
+
+    # A retry opens attempt 1: its RECEIVED is required again, the first attempt's does not count.
+    record(Transition(task_id=task_id, state="RETRY", attempt=1))
+    again = Transition(task_id=task_id, state="STARTED", attempt=1, requires="RECEIVED")
+    assert record(again) is None
+    record(_received(task_id, attempt=1))
+    assert record(again) is not None
+    assert [s for _, s in _states(task_id)] == [
+        "PENDING",
+        "RECEIVED",
+        "STARTED",
+        "RETRY",
+        "RECEIVED",
+        "STARTED",
+    ]
+
+
+def _prerun(task_id: str, retries: int = 0) -> None:
+    """The pool child's ``task_prerun`` for a task taken off a queue."""
+    request = SimpleNamespace(
+        id=task_id, retries=retries, is_eager=False, hostname="celery@child", group=None, parent_id=None
+    )
+    signals.on_prerun(task_id=task_id, task=SimpleNamespace(request=request, name="t.add"))
+
+
+def test_a_child_ahead_of_the_writer_records_received_itself() -> None:
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="PENDING"))
+    _prerun(task_id)
+    assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
+    assert TaskRecord.objects.get(task_id=task_id).worker == "celery@child"
+    # The writer's copy, late, is a duplicate.
+    assert record_many([_received(task_id)]) == []
+    assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
+
+
+def test_a_child_behind_the_writer_records_started_alone() -> None:
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="PENDING"))
+    record_many([_received(task_id)])
+    with CaptureQueriesContext(connection) as queries:
+        _prerun(task_id)
+    assert len(queries.captured_queries) == 1
+    assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
+
+
+def test_the_writer_records_in_the_background_and_goes_on_after_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    writer = ReceivedWriter()
+    tasks = [_tid() for _ in range(20)]
+    for task_id in tasks:
+        record(Transition(task_id=task_id, state="PENDING"))
+    # task_name is a varchar(255): the database refuses this one's batch, and the writer goes on.
+    writer.put(Transition(task_id=_tid(), state="RECEIVED", task_name="x" * 300))
+    with caplog.at_level(logging.ERROR, logger="taskstore.received"):
+        assert writer.flush(timeout=10)
+    assert "Could not record RECEIVED" in caplog.text
+
+    for task_id in tasks:
+        writer.put(_received(task_id))
+    assert writer.flush(timeout=10)
+    assert all(_states(t) == [(1, "PENDING"), (2, "RECEIVED")] for t in tasks)
