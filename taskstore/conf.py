@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "TASKSTORE_RECONCILE_INTERVAL": 5.0,
     # Seconds a write keeps retrying on database errors (terminal states keep trying longest).
     "TASKSTORE_WRITE_RETRY_SECONDS": 30.0,
+    # Seconds a pool child holds a task's STARTED: a task that ends sooner records STARTED and
+    # its final state in one statement (taskstore.linger); 0 records STARTED at once.
+    "TASKSTORE_STARTED_LINGER": 0.05,
     # Path under which the project routes taskstore's sockets (taskstore.routing): "ws/" serves
     # /ws/tasks/ and /ws/feed/. The admin's live list and the pages read it to find the feed.
     "TASKSTORE_WEBSOCKET_PREFIX": "ws/",
@@ -132,6 +135,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "TASKSTORE_TOKEN_MAX_AGE": _number(1, whole=True),
     "TASKSTORE_RECONCILE_INTERVAL": _number(0, whole=False),
     "TASKSTORE_WRITE_RETRY_SECONDS": _number(0, whole=False),
+    "TASKSTORE_STARTED_LINGER": _number(0, whole=False),
     "TASKSTORE_WEBSOCKET_PREFIX": _prefix,
     "TASKSTORE_WORKER_HEARTBEAT": _number(0.1, whole=False),
     "TASKSTORE_WORKER_LOST_AFTER": _number(0.5, whole=False),

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import Model
 from django.utils import timezone
 
-from taskstore import addressing, conf, sql, states
+from taskstore import addressing, conf, linger, sql, states
 from taskstore.documents import for_push, task_document
 from taskstore.groups import group_document, touch_group
 from taskstore.models import TaskEvent, TaskRecord
@@ -60,8 +61,10 @@ class Transition:
     celery_meta: dict[str, Any] | None = None
     # Written only once the task has reached this state in the same attempt (None: no such
     # condition): a pool child's STARTED requires the RECEIVED that the worker's main process
-    # records in the background, so that neither can skip the other (signals.on_prerun).
+    # records in the background, so that neither can skip the other (record_started).
     requires: str | None = None
+    # When it happened, if that was before it is recorded (a held STARTED: taskstore.linger).
+    at: datetime | None = None
 
 
 class RecordingError(DatabaseError):
@@ -76,7 +79,26 @@ def record(transition: Transition) -> dict[str, Any] | None:
     for terminal states, unless the caller holds its own transaction (which cannot be retried).
     """
     transition = _ensure_encodable(transition)
+    started = linger.held.take(transition.task_id)
+    if started is not None:
+        if transition.state in states.TERMINAL_STATES and connection.vendor == "postgresql":
+            pair = partial(_record_started_and_final, started, transition)
+            documents = _retrying(pair, transition.state, transition.task_id)
+            if documents:
+                return documents[-1]
+        record_started(started)
     return _retrying(partial(_record_once, transition), transition.state, transition.task_id)
+
+
+def record_started(started: Transition) -> None:
+    """Record the STARTED of a task a worker took off a queue, after its RECEIVED.
+
+    The worker's main process records RECEIVED in the background (taskstore.received); when it
+    has not yet, this records RECEIVED first, and the main process's copy is then a duplicate.
+    """
+    if record(replace(started, requires=states.RECEIVED)) is None:
+        record(replace(started, state=states.RECEIVED))
+        record(started)
 
 
 def record_many(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
@@ -183,10 +205,40 @@ def _record_batch(transitions: list[Transition]) -> list[dict[str, Any]]:
     return documents
 
 
-def _written(document: dict[str, Any]) -> None:
+def _record_started_and_final(started: Transition, final: Transition) -> list[dict[str, Any]]:
+    """PostgreSQL: a held STARTED and the final state that followed it, in one statement.
+
+    Returns both documents, or none when the pair was refused (STARTED would have been: its
+    RECEIVED is not recorded yet, or the task is past it).
+    """
+    values = _values(final)
+    values.update(
+        version=2,
+        task_name=final.task_name or started.task_name,
+        retries=max(final.attempt, started.attempt),
+        worker=final.worker or started.worker,
+        group_id=final.group_id or started.group_id or None,
+        parent_id=final.parent_id or started.parent_id or None,
+        date_started=started.at or values["date_started"] or values["date_updated"],
+    )
+    statement = sql.upsert_started_and_final(_table(TaskRecord), _table(TaskEvent))
+    params = [
+        *_params(values),
+        states.position(states.STARTED, started.attempt),
+        states.position(states.RECEIVED, started.attempt),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        documents = [json.loads(d) if isinstance(d, str) else d for (d,) in cursor.fetchall()]
+    for document in documents:
+        _written(document, touch_group=document is documents[-1])
+    return documents
+
+
+def _written(document: dict[str, Any], touch_group: bool = True) -> None:
     """Once ``document`` is written: publish it after the commit, and bring its group along."""
     transaction.on_commit(partial(_committed, document), robust=True)
-    if document["group_id"]:
+    if touch_group and document["group_id"]:
         _touch_group(document)
 
 
@@ -288,7 +340,7 @@ def _params(values: dict[str, Any]) -> list[Any]:
 
 def _values(transition: Transition) -> dict[str, Any]:
     """The row a transition would write if it were the task's first."""
-    now = timezone.now()
+    now = transition.at or timezone.now()
     state = transition.state
     return {
         "task_id": transition.task_id,

@@ -7,7 +7,8 @@ recorder refuses duplicates. A task that asked for ``ignore_result`` still goes 
 lifecycle, without its return value.
 
 RECEIVED is recorded in the background (:mod:`taskstore.received`), off the loop that takes
-messages off the queue; the STARTED that follows it waits for it or records it.
+messages off the queue; the STARTED that follows it waits for it or records it, and is held for
+a moment (:mod:`taskstore.linger`) so that a fast task's STARTED and end are one write.
 
 With ``task_always_eager`` no message is published or received: the task's PENDING is recorded
 when it starts, and it has no RECEIVED.
@@ -22,11 +23,12 @@ from typing import Any
 
 from celery import signals
 from celery.app.task import get_actual_ignore_result
+from django.utils import timezone
 
-from taskstore import received, states
+from taskstore import conf, linger, received, states
 from taskstore.errors import error_from_exception
 from taskstore.owner import OWNER_HEADER, current_owner_id
-from taskstore.recorder import Transition, record
+from taskstore.recorder import Transition, record, record_started
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +133,9 @@ def on_prerun(
 ) -> None:
     """STARTED when the task body is about to run (no ``task_track_started`` needed).
 
-    STARTED is written only after RECEIVED, which the worker's main process records in the
-    background; when it has not yet, this records RECEIVED first. An eager task was never
-    published: its PENDING is recorded first (a retry's RETRY is recorded by ``task_retry``).
+    Held for ``TASKSTORE_STARTED_LINGER`` (taskstore.linger), then written after RECEIVED
+    (``record_started``). An eager task was never published: its PENDING and STARTED are
+    recorded at once (a retry's RETRY is recorded by ``task_retry``).
     """
     request = task.request
     started = Transition(
@@ -146,9 +148,11 @@ def on_prerun(
         parent_id=request.parent_id,
     )
     if not request.is_eager:
-        if record(replace(started, requires=states.RECEIVED)) is None:
-            record(replace(started, state=states.RECEIVED))
-            record(started)
+        seconds = conf.get("TASKSTORE_STARTED_LINGER")
+        if seconds > 0:
+            linger.held.hold(replace(started, at=timezone.now()), seconds)
+        else:
+            record_started(started)
         return
     if not request.retries:
         record(
@@ -272,9 +276,11 @@ def on_unknown(
 
 
 def on_process_shutdown(**_: Any) -> None:
-    """Send what is still queued for the channel layer before a pool process exits."""
+    """Write the STARTED still held and send what is still queued for the channel layer before a
+    pool process exits."""
     from taskstore.publisher import publisher
 
+    linger.held.release_all()
     publisher.flush(timeout=5.0)
 
 

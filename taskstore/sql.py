@@ -21,7 +21,7 @@ INSERT INTO {table} AS t ({columns}) VALUES {rows}
 ON CONFLICT (task_id) DO UPDATE SET
     task_name = CASE WHEN excluded.task_name <> '' THEN excluded.task_name ELSE t.task_name END,
     state = excluded.state,
-    version = t.version + 1,
+    version = t.version + {step},
     position = excluded.position,
     transition_key = excluded.transition_key,
     retries = CASE WHEN excluded.retries > t.retries THEN excluded.retries ELSE t.retries END,
@@ -39,7 +39,7 @@ ON CONFLICT (task_id) DO UPDATE SET
     date_done = excluded.date_done,
     date_updated = excluded.date_updated,
     celery_meta = COALESCE(excluded.celery_meta, t.celery_meta)
-WHERE (t.position < excluded.position
+WHERE (t.position < {before}
        OR (t.position = excluded.position AND excluded.transition_key <> ''
            AND t.transition_key <> excluded.transition_key))
   AND t.position >= %s
@@ -68,16 +68,56 @@ SELECT document FROM e
 """
 
 
+# A pool child's STARTED and the final state that followed it within the linger
+# (taskstore.linger): the row is written once, as of the final state, two versions on, and each
+# transition gets its event. STARTED's document is the final one as it was before the end.
+_STARTED_DOCUMENT = f"""({_DOCUMENT} || jsonb_build_object(
+    'state', 'STARTED', 'version', w.version - 1, 'result', NULL, 'error', NULL,
+    'traceback', NULL, 'date_done', NULL))"""
+
+_UPSERT_STARTED_AND_FINAL = """
+WITH w AS ({upsert}),
+e AS (
+    INSERT INTO {events} (task_id, version, state, document, created)
+    SELECT w.task_id, w.version - 1, 'STARTED', {started}, w.date_started FROM w
+    UNION ALL
+    SELECT w.task_id, w.version, w.state, {document}, w.date_updated FROM w
+    RETURNING version, document
+)
+SELECT document FROM e ORDER BY version
+"""
+
+
 def upsert(table: str, rows: int = 1) -> str:
     """The conditional upsert of ``rows`` task rows (distinct tasks), returning the rows written.
 
     Parameters: each row's values in :data:`COLUMNS` order, then the floor.
     """
+    return _upsert(table, rows, step=1, before="excluded.position")
+
+
+def _upsert(table: str, rows: int, step: int, before: str) -> str:
     row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
-    return _UPSERT.format(table=table, columns=", ".join(COLUMNS), rows=", ".join([row] * rows))
+    return _UPSERT.format(
+        table=table, columns=", ".join(COLUMNS), rows=", ".join([row] * rows), step=step, before=before
+    )
 
 
 def upsert_with_event(table: str, events: str, rows: int = 1) -> str:
     """PostgreSQL: the upsert and each written row's event in one statement, returning the
     documents."""
     return _UPSERT_WITH_EVENT.format(upsert=upsert(table, rows).strip(), events=events, document=_DOCUMENT)
+
+
+def upsert_started_and_final(table: str, events: str) -> str:
+    """PostgreSQL: STARTED and the final state of one task in one statement, returning both
+    documents in order.
+
+    Parameters: the final state's row (``version`` 2, ``date_started`` STARTED's time) in
+    :data:`COLUMNS` order, then STARTED's position (the lifecycle rule is STARTED's: the pair is
+    written where STARTED would be), then the floor.
+    """
+    upsert_final = _upsert(table, 1, step=2, before="%s").strip()
+    return _UPSERT_STARTED_AND_FINAL.format(
+        upsert=upsert_final, events=events, started=_STARTED_DOCUMENT, document=_DOCUMENT
+    )

@@ -4,18 +4,16 @@ that never skips RECEIVED (the worker itself: tests/test_worker_sequences.py).""
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from taskstore import signals
 from taskstore.models import TaskEvent, TaskRecord
 from taskstore.publisher import publisher
 from taskstore.received import ReceivedWriter
-from taskstore.recorder import Transition, record, record_many
+from taskstore.recorder import Transition, record, record_many, record_started
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,18 +83,14 @@ def test_started_that_requires_received_waits_for_it_in_its_attempt() -> None:
     ]
 
 
-def _prerun(task_id: str, retries: int = 0) -> None:
-    """The pool child's ``task_prerun`` for a task taken off a queue."""
-    request = SimpleNamespace(
-        id=task_id, retries=retries, is_eager=False, hostname="celery@child", group=None, parent_id=None
-    )
-    signals.on_prerun(task_id=task_id, task=SimpleNamespace(request=request, name="t.add"))
+def _started(task_id: str) -> Transition:
+    return Transition(task_id=task_id, state="STARTED", task_name="t.add", worker="celery@child")
 
 
 def test_a_child_ahead_of_the_writer_records_received_itself() -> None:
     task_id = _tid()
     record(Transition(task_id=task_id, state="PENDING"))
-    _prerun(task_id)
+    record_started(_started(task_id))
     assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
     assert TaskRecord.objects.get(task_id=task_id).worker == "celery@child"
     # The writer's copy, late, is a duplicate.
@@ -109,7 +103,7 @@ def test_a_child_behind_the_writer_records_started_alone() -> None:
     record(Transition(task_id=task_id, state="PENDING"))
     record_many([_received(task_id)])
     with CaptureQueriesContext(connection) as queries:
-        _prerun(task_id)
+        record_started(_started(task_id))
     assert len(queries.captured_queries) == 1
     assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
 

@@ -1,0 +1,154 @@
+"""A pool child's STARTED, held for TASKSTORE_STARTED_LINGER: written with the final state in one
+statement when the task ends sooner, on its own when it does not, and never out of order (the
+worker itself: tests/test_worker_sequences.py, tests/test_worker_faults.py)."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from uuid import uuid4
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from taskstore import signals
+from taskstore.linger import held
+from taskstore.models import GroupRecord, TaskEvent, TaskRecord
+from taskstore.publisher import publisher
+from taskstore.recorder import Transition, record
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _tid() -> str:
+    return f"t-{uuid4()}"
+
+
+def _events(task_id: str) -> list[tuple[int, str]]:
+    return list(TaskEvent.objects.filter(task_id=task_id).order_by("version").values_list("version", "state"))
+
+
+def _received_task(group_id: str | None = None) -> str:
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="PENDING", task_name="t.add", args=[2, 3], group_id=group_id))
+    record(Transition(task_id=task_id, state="RECEIVED", worker="celery@main"))
+    return task_id
+
+
+def _prerun(task_id: str, retries: int = 0, group_id: str | None = None) -> None:
+    """The pool child's ``task_prerun`` for a task taken off a queue."""
+    request = SimpleNamespace(
+        id=task_id, retries=retries, is_eager=False, hostname="celery@child", group=group_id, parent_id=None
+    )
+    signals.on_prerun(task_id=task_id, task=SimpleNamespace(request=request, name="t.add"))
+
+
+def _wait_for(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=30)
+def test_a_task_that_ends_within_the_linger_writes_started_and_its_end_in_one_statement() -> None:
+    task_id = _received_task()
+    _prerun(task_id)
+    assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED")]
+    before = publisher.published
+
+    with CaptureQueriesContext(connection) as queries:
+        final = record(Transition(task_id=task_id, state="SUCCESS", result=5))
+
+    assert len(queries.captured_queries) == 1
+    assert final is not None and (final["state"], final["version"], final["result"]) == ("SUCCESS", 4, 5)
+    assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED"), (4, "SUCCESS")]
+    assert publisher.published == before + 2
+    started = TaskEvent.objects.get(task_id=task_id, version=3).document
+    # STARTED's document is the task as it was between the two: no result, no end.
+    assert started == {
+        **final,
+        "state": "STARTED",
+        "version": 3,
+        "result": None,
+        "error": None,
+        "traceback": None,
+        "date_done": None,
+    }
+    assert started["worker"] == "celery@child" and started["date_started"] < final["date_done"]
+    row = TaskRecord.objects.get(task_id=task_id)
+    assert (row.state, row.version, row.date_started is not None) == ("SUCCESS", 4, True)
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=0.1)
+def test_a_task_still_running_after_the_linger_shows_started_then_its_end() -> None:
+    task_id = _received_task()
+    _prerun(task_id)
+    _wait_for(lambda: _events(task_id)[-1] == (3, "STARTED"))
+    record(Transition(task_id=task_id, state="FAILURE", error={"type": "ValueError", "message": "x"}))
+    assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED"), (4, "FAILURE")]
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=30)
+def test_progress_within_the_linger_comes_after_started() -> None:
+    task_id = _received_task()
+    _prerun(task_id)
+    record(Transition(task_id=task_id, state="PROGRESS", progress={"current": 1}))
+    record(Transition(task_id=task_id, state="SUCCESS", result=1))
+    assert [s for _, s in _events(task_id)] == ["PENDING", "RECEIVED", "STARTED", "PROGRESS", "SUCCESS"]
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=30)
+def test_a_retry_within_the_linger_comes_after_started_and_opens_the_next_attempt() -> None:
+    task_id = _received_task()
+    _prerun(task_id)
+    record(Transition(task_id=task_id, state="RETRY", attempt=1))
+    _prerun(task_id, retries=1)
+    record(Transition(task_id=task_id, state="SUCCESS", attempt=1, result=1))
+    assert [s for _, s in _events(task_id)] == [
+        "PENDING",
+        "RECEIVED",
+        "STARTED",
+        "RETRY",
+        "RECEIVED",
+        "STARTED",
+        "SUCCESS",
+    ]
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=30)
+def test_an_end_before_received_is_recorded_records_all_three_in_order() -> None:
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="PENDING"))
+    _prerun(task_id)
+    record(Transition(task_id=task_id, state="SUCCESS", result=1))
+    assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED"), (4, "SUCCESS")]
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=30)
+def test_a_group_member_moves_its_group_once_for_the_pair() -> None:
+    group_id = f"g-{uuid4()}"
+    task_id = _received_task(group_id)
+    version = GroupRecord.objects.get(group_id=group_id).version
+    _prerun(task_id, group_id=group_id)
+    record(Transition(task_id=task_id, state="SUCCESS", result=1))
+    group = GroupRecord.objects.get(group_id=group_id)
+    assert group.version == version + 1
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=30)
+def test_a_pool_process_that_exits_writes_what_it_holds() -> None:
+    task_id = _received_task()
+    _prerun(task_id)
+    signals.on_process_shutdown()
+    assert _events(task_id)[-1] == (3, "STARTED")
+    assert held.take(task_id) is None
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=0)
+def test_no_linger_writes_started_at_once() -> None:
+    task_id = _received_task()
+    _prerun(task_id)
+    assert _events(task_id)[-1] == (3, "STARTED")
