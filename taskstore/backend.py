@@ -30,10 +30,9 @@ from kombu.utils.functional import LRUCache
 
 from taskstore import states
 from taskstore.errors import error_from_celery, error_from_exception, serialize_exception
-from taskstore.groups import save_members
 from taskstore.models import GroupRecord, TaskRecord
 from taskstore.owner import current_owner_id
-from taskstore.recorder import Transition, record
+from taskstore.recorder import Transition, record, record_group_members
 from taskstore.retention import delete_expired
 
 # How many finished task ids get_many() remembers for is_cached().
@@ -250,7 +249,7 @@ class DatabaseBackend(BaseBackend):
         return isinstance(exc, (InterfaceError, OperationalError))
 
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
-        save_members(group_id, [r.id for r in result.results], owner_id=current_owner_id())
+        record_group_members(group_id, [r.id for r in result.results], owner_id=current_owner_id())
         return result
 
     def _restore_group(self, group_id: str) -> dict[str, Any] | None:
@@ -261,12 +260,12 @@ class DatabaseBackend(BaseBackend):
         return {"result": result_from_tuple([[group_id, None], members], self.app)}
 
     def _delete_group(self, group_id: str) -> None:
-        GroupRecord.objects.filter(group_id=group_id).update(members=None, total=None)
+        record_group_members(group_id, None)
 
     def apply_chord(self, header_result_args: Any, body: Any, **kwargs: Any) -> Any:
         """Remember the chord header's exact membership, then unlock the body as usual."""
         group_id, results = header_result_args[0], header_result_args[1]
-        save_members(group_id, [r.id for r in results], owner_id=current_owner_id())
+        record_group_members(group_id, [r.id for r in results], owner_id=current_owner_id())
         return super().apply_chord(header_result_args, body, **kwargs)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from asgiref.sync import SyncToAsync
 from channels.layers import channel_layers, get_channel_layer
 
-from taskstore import pubsub_pipeline
+from taskstore import core_groups, pubsub_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class _Sender:
             if pipelined is not None:
                 results: list[Any] = pipelined
             else:
-                results = await _in_order_per_group(layer, pending)
+                results = await _to_groups_with_members(layer, pending)
             failed = [m for m, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
             if not failed:
                 return
@@ -93,6 +93,25 @@ class _Sender:
             pending = failed
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+async def _to_groups_with_members(layer: Any, messages: list[Message]) -> list[Any]:
+    """``group_send`` each message whose group has members (core_groups; every message when
+    that is not known). One result per message: None (sent, or nobody to send it to) or the
+    error."""
+    try:
+        listened = await core_groups.with_members(layer, (group for group, _ in messages))
+    except Exception as error:  # Redis away: the publisher retries the whole batch
+        return [error] * len(messages)
+    if listened is None:
+        return await _in_order_per_group(layer, messages)
+    wanted = [index for index, (group, _) in enumerate(messages) if group in listened]
+    results: list[Any] = [None] * len(messages)
+    if wanted:
+        sent = await _in_order_per_group(layer, [messages[index] for index in wanted])
+        for index, result in zip(wanted, sent, strict=True):
+            results[index] = result
+    return results
 
 
 async def _in_order_per_group(layer: Any, messages: list[Message]) -> list[Any]:

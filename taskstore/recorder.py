@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from taskstore import addressing, conf, linger, sql, states
 from taskstore.documents import for_push, task_document
-from taskstore.groups import group_document, touch_group
-from taskstore.models import TaskEvent, TaskRecord
+from taskstore.groups import group_document, save_members, touch_group
+from taskstore.models import GroupRecord, TaskEvent, TaskRecord
 from taskstore.notices import task_recorded
 from taskstore.publisher import publisher
 
@@ -239,7 +239,7 @@ def _written(document: dict[str, Any], touch_group: bool = True) -> None:
     """Once ``document`` is written: publish it after the commit, and bring its group along."""
     transaction.on_commit(partial(_committed, document), robust=True)
     if touch_group and document["group_id"]:
-        _touch_group(document)
+        _touch_group(document["group_id"], document["owner_id"])
 
 
 def _write_in_one_statement(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -294,12 +294,21 @@ def _store_celery_meta(transition: Transition) -> None:
     )
 
 
-def _touch_group(document: dict[str, Any]) -> None:
-    """Give the task's group its next version and publish the group document."""
-    group_id = document["group_id"]
+def record_group_members(group_id: str, members: list[str] | None, owner_id: int | None = None) -> None:
+    """Record a group's exact membership and order (a saved group or a chord header), or forget
+    it (``None``: a deleted group), and push the group document, whose total it changes."""
+    if members is None:
+        GroupRecord.objects.filter(group_id=group_id).update(members=None, total=None)
+    else:
+        save_members(group_id, members, owner_id=owner_id)
+    _touch_group(group_id, owner_id)
+
+
+def _touch_group(group_id: str, owner_id: int | None) -> None:
+    """Give the group its next version and publish the group document."""
     try:
         with transaction.atomic():
-            group = touch_group(group_id, owner_id=document["owner_id"])
+            group = touch_group(group_id, owner_id=owner_id)
             message = {"type": MESSAGE_GROUP, "document": group_document(group)}
             transaction.on_commit(
                 partial(publisher.publish, [(addressing.group_group(group_id), message)]), robust=True

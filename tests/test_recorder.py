@@ -126,6 +126,30 @@ def test_group_members_bump_the_group_version() -> None:
     assert (doc["version"], doc["completed"], doc["state"], doc["results"]) == (6, 3, "SUCCESS", [0, 1, 2])
 
 
+def test_saving_a_group_pushes_its_exact_total() -> None:
+    from unittest import mock
+
+    from taskstore import addressing
+    from taskstore.recorder import record_group_members
+
+    group_id = f"g-{uuid4()}"
+    members = [f"{group_id}-{n}" for n in range(3)]
+    for n, task_id in enumerate(members[:2]):
+        record(Transition(task_id=task_id, state="SUCCESS", result=n, group_id=group_id))
+    # Two members recorded, both done: until the group is saved, that is all it knows.
+    with mock.patch.object(publisher, "publish") as publish:
+        record_group_members(group_id, members)
+    [(group, message)] = publish.call_args.args[0]
+    assert group == addressing.group_group(group_id)
+    document = message["document"]
+    assert (document["version"], document["total"], document["completed"], document["state"]) == (
+        3, 3, 2, "STARTED",
+    )  # fmt: skip
+    with mock.patch.object(publisher, "publish") as publish:
+        record_group_members(group_id, None)
+    assert publish.call_args.args[0][0][1]["document"]["total"] == 2
+
+
 def test_the_event_document_is_the_task_document_as_of_that_version() -> None:
     from taskstore.documents import task_document
 
