@@ -36,6 +36,8 @@ Message = tuple[str, dict[str, Any]]
 SEND_RETRY_SECONDS = 15.0
 # Messages sent in one go at most when several transitions queued up.
 MAX_COALESCED = 500
+# Groups sent to side by side at most (with the core layer, each may take a Redis connection).
+CONCURRENT_GROUP_SENDS = 16
 
 
 class _Sender:
@@ -55,11 +57,12 @@ class _Sender:
 
     async def _drain(self) -> None:
         while True:
-            # Whatever queued meanwhile goes out with it: one round trip for many transitions.
+            # Whatever queued meanwhile goes out with it: one round trip for many transitions
+            # (the pub/sub layer's pipeline, or the core layer's one question of which groups
+            # have members; then at most CONCURRENT_GROUP_SENDS group_sends at a time).
             batch = await self.queue.get()
-            # (Only where one pipeline carries them: with the core layer every message is a
-            # group_send of its own, and hundreds at once would each open a Redis connection.)
-            if pubsub_pipeline.supports(get_channel_layer()):
+            layer = get_channel_layer()
+            if pubsub_pipeline.supports(layer) or core_groups.supports(layer):
                 while not self.queue.empty() and len(batch) < MAX_COALESCED:
                     batch = batch + self.queue.get_nowait()
             try:
@@ -121,8 +124,13 @@ async def _in_order_per_group(layer: Any, messages: list[Message]) -> list[Any]:
     for index, (group, _) in enumerate(messages):
         by_group.setdefault(group, []).append(index)
     results: list[Any] = [None] * len(messages)
+    slots = asyncio.Semaphore(CONCURRENT_GROUP_SENDS)
 
     async def send_group(indexes: list[int]) -> None:
+        async with slots:
+            await send_in_order(indexes)
+
+    async def send_in_order(indexes: list[int]) -> None:
         for position, index in enumerate(indexes):
             group, message = messages[index]
             try:
