@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from taskstore.origin import OriginValidator
@@ -23,11 +24,15 @@ class BindPublisherLoop:
     it saves a second connection pool per process.
     """
 
+    # Not ``async def``: it returns the wrapped application's coroutine for the server to await,
+    # so no frame of its own stays alive for as long as each socket is open.
+    _asgi_single_callable = True
+
     def __init__(self, app: Any) -> None:
         self.app = app
         self._bound: asyncio.AbstractEventLoop | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
         loop = asyncio.get_running_loop()
         if loop is not self._bound:
             publisher.bind_loop(loop)
@@ -35,4 +40,4 @@ class BindPublisherLoop:
             from taskstore.operations import monitor
 
             monitor.start()
-        return await self.app(scope, receive, send)
+        return self.app(scope, receive, send)

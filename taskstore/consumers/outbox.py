@@ -49,7 +49,9 @@ class Outbox:
         self._overflow = overflow
         self._held_by_server = server_buffer(send)
         self._direct = direct_send(send)
-        self._queue: deque[tuple[dict[str, Any], int]] = deque()
+        # Made when a send has to wait (a deque costs about 600 bytes: most sockets never need
+        # one), dropped when the writer is done.
+        self._queue: deque[tuple[dict[str, Any], int]] | None = None
         self._bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self.full = False  # the limit was passed: nothing more is queued
@@ -63,13 +65,13 @@ class Outbox:
             return
         if size and self._limit > 0 and self._bytes + size + self._held_by_server() > self._limit:
             self.full = True
-            self._queue.clear()
-            self._bytes = 0
+            self._drop_queue()
             self._overflow()
             return
         if self._writer is not None:
-            self._queue.append((event, size))
-            self._bytes += size
+            if self._queue is not None:  # (None once cancelled: the socket is gone)
+                self._queue.append((event, size))
+                self._bytes += size
             return
         if self._direct is not None and event["type"] == "websocket.send":
             self._direct(event)
@@ -86,6 +88,7 @@ class Outbox:
         except Exception:
             logger.exception("Sending a frame failed")
             return
+        self._queue = deque()
         self._writer = asyncio.ensure_future(self._finish(sending, waiting_on))
 
     async def room(self, threshold: int, timeout: float = ROOM_TIMEOUT) -> None:
@@ -100,8 +103,7 @@ class Outbox:
         while not self.full and self.pending() > threshold:
             if asyncio.get_running_loop().time() >= deadline:
                 self.full = True
-                self._queue.clear()
-                self._bytes = 0
+                self._drop_queue()
                 self._overflow()
                 return
             await asyncio.sleep(ROOM_POLL)
@@ -112,8 +114,7 @@ class Outbox:
 
     def cancel(self) -> None:
         """Drop what is queued (the socket is gone)."""
-        self._queue.clear()
-        self._bytes = 0
+        self._drop_queue()
         if self._writer is not None:
             self._writer.cancel()
 
@@ -152,10 +153,13 @@ class Outbox:
             raise
         except Exception:
             logger.exception("Sending a frame failed; dropping the socket's queued frames")
-            self._queue.clear()
-            self._bytes = 0
         finally:
             self._writer = None
+            self._drop_queue()
+
+    def _drop_queue(self) -> None:
+        self._queue = None
+        self._bytes = 0
 
 
 def _nothing() -> int:
