@@ -21,7 +21,7 @@ from taskstore.models import GroupRecord, TaskEvent, TaskRecord
 MAX_ID_LENGTH = 255
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Viewer:
     """Who is looking: a user id (None when anonymous) and whether they are staff."""
 

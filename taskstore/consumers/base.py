@@ -149,7 +149,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.viewer = Viewer.of(self.scope.get("user"))
         # What the session granted; checked again periodically and when a signal asks.
         self.grant = sessions.Grant.of(self.scope, self.viewer)
-        self.session_lock = asyncio.Lock()
+        self.session_lock: asyncio.Lock | None = None  # made by the first check_session
         self.max_frame_bytes = int(conf.get("TASKSTORE_MAX_FRAME_BYTES"))
         self.limiter = FrameLimiter(conf.get("TASKSTORE_RATE_LIMIT"), conf.get("TASKSTORE_RATE_BURST"))
         # Under the lock: what ``prepare`` joins is in place before the client sees the socket
@@ -386,6 +386,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def check_session(self, ended: bool = False) -> None:
         """Read the session and the user again (one query); end what they no longer grant."""
+        if self.session_lock is None:
+            self.session_lock = asyncio.Lock()
         async with self.session_lock:
             grant = self.grant
             if grant is None or self.closing:

@@ -22,7 +22,8 @@ from taskstore import states
 counters: Counter[str] = Counter()
 
 
-@dataclass
+# Slots: a socket holds one of these per subscription, thousands per server process.
+@dataclass(slots=True)
 class TaskStream:
     """One task as one socket sees it."""
 
@@ -43,7 +44,7 @@ class TaskStream:
         self.done = state in states.TERMINAL_STATES
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupStream:
     """One task group as one socket sees it.
 

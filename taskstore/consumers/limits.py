@@ -23,6 +23,8 @@ class FrameLimiter:
     than twice the allowed rate for a while and ignoring the errors, so the socket closes.
     """
 
+    __slots__ = ("burst", "clock", "last", "rate", "refused", "tokens")  # one per socket
+
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = float(rate)
         self.burst = float(burst)
