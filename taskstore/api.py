@@ -1,4 +1,4 @@
-"""The REST API (CONTRACT section 8): plain Django views answering JSON.
+"""The REST API (docs/protocol.md, "REST"): plain Django views answering JSON.
 
 Reading answers 404 alike for unknown ids and for tasks the caller may not see
 (:mod:`taskstore.permissions`). Submitting checks everything before anything reaches the broker.

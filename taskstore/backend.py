@@ -54,7 +54,7 @@ class DatabaseBackend(BaseBackend):
 
     def __init__(self, app: Any = None, url: str | None = None, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self.url = url
+        self.url = url  # what Celery's as_uri() shows (the worker's banner, `celery report`)
         # The finished tasks get_many() has read. A chord's unlock names the header member that
         # failed ("Dependency … raised …", as Redis does) only among results is_cached() knows,
         # and Celery's result cache is off by default (result_cache_max = -1).

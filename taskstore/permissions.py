@@ -1,4 +1,4 @@
-"""Who may see a task or a group, and what they see of it (CONTRACT section 7).
+"""Who may see a task or a group, and what they see of it (docs/protocol.md, "Who may see a task").
 
 A task or group may be seen by its owner, by staff, and by whoever holds its token. Nobody else
 learns anything about it, not even that it exists: every lookup here answers ``None`` both for an

@@ -67,10 +67,6 @@ class Transition:
     at: datetime | None = None
 
 
-class RecordingError(DatabaseError):
-    """The database kept failing and a transition could not be recorded."""
-
-
 def record(transition: Transition) -> dict[str, Any] | None:
     """Record ``transition``; return the new task document, or None when it was refused.
 

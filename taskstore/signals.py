@@ -32,26 +32,24 @@ from taskstore.recorder import Transition, record, record_started
 
 logger = logging.getLogger(__name__)
 
-_connected = False
-
 
 def connect() -> None:
-    """Connect the handlers (idempotent; weak=False so they live as long as the process)."""
-    global _connected
-    if _connected:
-        return
-    signals.before_task_publish.connect(on_publish, weak=False)
-    signals.task_received.connect(on_received, weak=False)
-    signals.task_prerun.connect(on_prerun, weak=False)
-    signals.task_retry.connect(on_retry, weak=False)
-    signals.task_success.connect(on_success, weak=False)
-    signals.task_failure.connect(on_failure, weak=False)
-    signals.task_revoked.connect(on_revoked, weak=False)
-    signals.task_rejected.connect(on_rejected, weak=False)
-    signals.task_unknown.connect(on_unknown, weak=False)
-    signals.worker_process_shutdown.connect(on_process_shutdown, weak=False)
-    signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
-    _connected = True
+    """Connect the handlers: idempotent (each has a ``dispatch_uid``), and ``weak=False`` so they
+    live as long as the process."""
+    for signal, handler in (
+        (signals.before_task_publish, on_publish),
+        (signals.task_received, on_received),
+        (signals.task_prerun, on_prerun),
+        (signals.task_retry, on_retry),
+        (signals.task_success, on_success),
+        (signals.task_failure, on_failure),
+        (signals.task_revoked, on_revoked),
+        (signals.task_rejected, on_rejected),
+        (signals.task_unknown, on_unknown),
+        (signals.worker_process_shutdown, on_process_shutdown),
+        (signals.worker_shutdown, on_worker_shutdown),
+    ):
+        signal.connect(handler, weak=False, dispatch_uid=f"taskstore.signals.{handler.__name__}")
 
 
 def _backend_stores_success(task: Any, request: Any) -> bool:

@@ -20,7 +20,6 @@ REVOKED = celery_states.REVOKED
 REJECTED = celery_states.REJECTED
 
 TERMINAL_STATES = frozenset({SUCCESS, FAILURE, REVOKED, REJECTED})
-ERROR_STATES = frozenset({FAILURE, REVOKED, REJECTED})
 BUILTIN_STATES = frozenset({PENDING, RECEIVED, STARTED, RETRY}) | TERMINAL_STATES
 
 # Rank within one attempt. RETRY opens the next attempt, so it ranks with PENDING.

@@ -1,9 +1,9 @@
 """What one socket has sent of each task and group: the state behind the delivery promise.
 
-A task's versions reach a subscription once each, in order, with no gaps (CONTRACT section 9).
-The channel layer gives no such promise: messages from different processes (the web process
-records PENDING, the worker's main process RECEIVED, its pool children the rest) arrive in any
-order, and channels-redis drops messages when a channel is over capacity (its documented
+A task's versions reach a subscription once each, in order, with no gaps (docs/protocol.md, "The
+delivery promise"). The channel layer gives no such promise: messages from different processes (the
+web process records PENDING, the worker's main process RECEIVED, its pool children the rest) arrive
+in any order, and channels-redis drops messages when a channel is over capacity (its documented
 behaviour, channels_redis #212 and the ASGI spec's at-most-once delivery). So each stream keeps
 the last version it sent: anything at or below it is dropped, and a version that skips ahead
 is preceded by the missing ones, read from the event rows.
