@@ -190,14 +190,14 @@ def _record_once(transition: Transition) -> dict[str, Any] | None:
         if transition.celery_meta is not None:
             _store_celery_meta(transition)
         return None
-    _written(document)
+    _written([document])
     return document
 
 
 def _record_batch(transitions: list[Transition]) -> list[dict[str, Any]]:
     documents = _write_in_one_statement([_values(t) for t in transitions])
-    for document in documents:
-        _written(document)
+    if documents:
+        _written(documents)
     return documents
 
 
@@ -226,16 +226,18 @@ def _record_started_and_final(started: Transition, final: Transition) -> list[di
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         documents = [json.loads(d) if isinstance(d, str) else d for (d,) in cursor.fetchall()]
-    for document in documents:
-        _written(document, touch_group=document is documents[-1])
+    if documents:
+        _written(documents)
     return documents
 
 
-def _written(document: dict[str, Any], touch_group: bool = True) -> None:
-    """Once ``document`` is written: publish it after the commit, and bring its group along."""
-    transaction.on_commit(partial(_committed, document), robust=True)
-    if touch_group and document["group_id"]:
-        _touch_group(document["group_id"], document["owner_id"])
+def _written(documents: list[dict[str, Any]]) -> None:
+    """Once ``documents`` are written (one statement's): publish them after the commit, in one
+    hand-over to the publisher, and bring each of their groups along once."""
+    transaction.on_commit(partial(_committed, documents), robust=True)
+    groups = {d["group_id"]: d["owner_id"] for d in documents if d["group_id"]}
+    for group_id, owner_id in groups.items():
+        _touch_group(group_id, owner_id)
 
 
 def _write_in_one_statement(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -269,10 +271,11 @@ def _write_in_one_transaction(values: dict[str, Any]) -> dict[str, Any] | None:
     return document
 
 
-def _committed(document: dict[str, Any]) -> None:
-    """After the commit: push the document and tell the project's receivers."""
-    publisher.publish(_messages(document))
-    task_recorded.send(sender=TaskRecord, document=document)
+def _committed(documents: list[dict[str, Any]]) -> None:
+    """After the commit: push the documents, in order, and tell the project's receivers."""
+    publisher.publish([message for document in documents for message in _messages(document)])
+    for document in documents:
+        task_recorded.send(sender=TaskRecord, document=document)
 
 
 def _store_celery_meta(transition: Transition) -> None:

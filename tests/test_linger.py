@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from types import SimpleNamespace
+from unittest import mock
 from uuid import uuid4
 
 import pytest
@@ -13,7 +14,7 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from taskstore import signals
+from taskstore import addressing, signals
 from taskstore.linger import held
 from taskstore.models import GroupRecord, TaskEvent, TaskRecord
 from taskstore.publisher import publisher
@@ -55,17 +56,23 @@ def _wait_for(condition: object, timeout: float = 10.0) -> None:
 @override_settings(TASKSTORE_STARTED_LINGER=30)
 def test_a_task_that_ends_within_the_linger_writes_started_and_its_end_in_one_statement() -> None:
     task_id = _received_task()
+    task_group = addressing.task_group(task_id)
     _prerun(task_id)
     assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED")]
-    before = publisher.published
-
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, mock.patch.object(publisher, "publish") as publish:
         final = record(Transition(task_id=task_id, state="SUCCESS", result=5))
 
     assert len(queries.captured_queries) == 1
     assert final is not None and (final["state"], final["version"], final["result"]) == ("SUCCESS", 4, 5)
     assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED"), (4, "SUCCESS")]
-    assert publisher.published == before + 2
+    # Both pushed after the commit, in order, in one hand-over to the publisher.
+    [(messages,)] = [c.args for c in publish.call_args_list]
+    assert [
+        (m["document"]["version"], m["document"]["state"]) for group, m in messages if group == task_group
+    ] == [
+        (3, "STARTED"),
+        (4, "SUCCESS"),
+    ]
     started = TaskEvent.objects.get(task_id=task_id, version=3).document
     # STARTED's document is the task as it was between the two: no result, no end.
     assert started == {

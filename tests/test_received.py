@@ -4,6 +4,7 @@ that never skips RECEIVED (the worker itself: tests/test_worker_sequences.py).""
 from __future__ import annotations
 
 import logging
+from unittest import mock
 from uuid import uuid4
 
 import pytest
@@ -36,9 +37,7 @@ def test_a_batch_is_one_statement_and_refuses_what_each_write_would() -> None:
     for task_id in pending:
         record(Transition(task_id=task_id, state="PENDING", task_name="t.add"))
     record(Transition(task_id=ahead, state="STARTED"))
-    before = publisher.published
-
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, mock.patch.object(publisher, "publish") as publish:
         documents = record_many([_received(t) for t in [*pending, ahead, pending[0]]])
 
     assert len(queries.captured_queries) == 1
@@ -48,7 +47,10 @@ def test_a_batch_is_one_statement_and_refuses_what_each_write_would() -> None:
         assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED")]
         assert TaskRecord.objects.get(task_id=task_id).task_name == "t.add"
     assert _states(ahead) == [(1, "STARTED")]
-    assert publisher.published == before + len(pending)
+    # Pushed after the commit, in one hand-over: each written task to its group (and the feeds).
+    [(messages,)] = [c.args for c in publish.call_args_list]
+    pushed = [m["document"]["task_id"] for group, m in messages if group.startswith("taskstore.task.")]
+    assert sorted(pushed) == sorted(pending)
 
 
 def test_a_batch_takes_neither_terminal_nor_conditional_transitions() -> None:
