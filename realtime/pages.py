@@ -1,4 +1,4 @@
-"""The demo page and the staff dashboard."""
+"""URLs of the example project's own pages: the demo page and the staff dashboard (views in realtime.views)."""
 
 from django.urls import path
 
