@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 MESSAGE_TASK = "taskstore.task"
+# Kept in Celery's view (celery_meta) beside what Celery stored: the lifecycle position of the
+# store, so that a late store cannot replace a newer one. Celery's API does not read it.
+META_POSITION = "position"
 MESSAGE_GROUP = "taskstore.group"
 
 
@@ -286,10 +289,14 @@ def _store_celery_meta(transition: Transition) -> None:
     backend stored. Like Celery's key-value backends, a stored SUCCESS is never overwritten. No
     version, no event, nothing published: the lifecycle did not change.
     """
+    position = states.position(transition.state, transition.attempt)
     (
         TaskRecord.objects.filter(task_id=transition.task_id)
         .exclude(celery_meta__status=states.SUCCESS)
-        .update(celery_meta=transition.celery_meta)
+        # A store from earlier in the lifecycle than the one kept is late (a retried attempt's
+        # RETRY, stored after the next attempt's STARTED was): it does not replace it.
+        .exclude(**{f"celery_meta__{META_POSITION}__gt": position})
+        .update(celery_meta=_stamped(transition.celery_meta, position))
     )
 
 
@@ -301,6 +308,10 @@ def record_group_members(group_id: str, members: list[str] | None, owner_id: int
     else:
         save_members(group_id, members, owner_id=owner_id)
     _touch_group(group_id, owner_id)
+
+
+def _stamped(meta: dict[str, Any] | None, position: int) -> dict[str, Any] | None:
+    return None if meta is None else {**meta, META_POSITION: position}
 
 
 def _touch_group(group_id: str, owner_id: int | None) -> None:
@@ -372,7 +383,7 @@ def _values(transition: Transition) -> dict[str, Any]:
         "date_started": now if state == states.STARTED else None,
         "date_done": now if state in states.TERMINAL_STATES else None,
         "date_updated": now,
-        "celery_meta": transition.celery_meta,
+        "celery_meta": _stamped(transition.celery_meta, states.position(state, transition.attempt)),
         # Not a column: the statement's floor (sql.py), the position the task must have reached.
         "floor": states.position(transition.requires, transition.attempt) if transition.requires else 0,
     }

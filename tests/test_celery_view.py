@@ -11,7 +11,7 @@ import pytest
 
 from taskstore.models import TaskEvent, TaskRecord
 from taskstore.publisher import publisher
-from taskstore.recorder import Transition, record
+from taskstore.recorder import META_POSITION, Transition, record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,8 +21,12 @@ def _tid() -> str:
 
 
 def _view(task_id: str) -> tuple[str, int, dict | None]:
+    """The task's lifecycle state and version, and Celery's view without its position stamp."""
     row = TaskRecord.objects.get(task_id=task_id)
-    return row.state, row.version, row.celery_meta
+    meta = row.celery_meta
+    if meta is not None:
+        meta = {k: v for k, v in meta.items() if k != META_POSITION}
+    return row.state, row.version, meta
 
 
 def test_a_refused_duplicate_still_updates_celerys_view() -> None:
@@ -60,3 +64,25 @@ def test_a_row_celery_never_stored_has_no_view() -> None:
     record(Transition(task_id=task_id, state="PENDING"))
     record(Transition(task_id=task_id, state="SUCCESS", result=None))
     assert _view(task_id) == ("SUCCESS", 2, None)
+
+
+def test_a_late_retry_store_does_not_replace_the_next_attempts_start() -> None:
+    # The retried attempt publishes its retry (RETRY, attempt 1), another pool process starts
+    # attempt 1 and Celery stores STARTED (track_started), and only then does the first process
+    # store RETRY through the backend.
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="PENDING"))
+    record(Transition(task_id=task_id, state="RETRY", attempt=1))
+    started = {"status": "STARTED", "result": {"pid": 8, "hostname": "celery@b"}}
+    record(Transition(task_id=task_id, state="STARTED", attempt=1, celery_meta=started))
+    late = {"status": "RETRY", "result": {"exc_type": "Retry"}}
+    assert record(Transition(task_id=task_id, state="RETRY", attempt=1, celery_meta=late)) is None
+    assert _view(task_id) == ("STARTED", 3, started)
+
+    # Without track_started nothing newer was stored: the late RETRY is what Celery reports.
+    other = _tid()
+    record(Transition(task_id=other, state="PENDING"))
+    record(Transition(task_id=other, state="RETRY", attempt=1))
+    record(Transition(task_id=other, state="STARTED", attempt=1))
+    assert record(Transition(task_id=other, state="RETRY", attempt=1, celery_meta=late)) is None
+    assert _view(other) == ("STARTED", 3, late)

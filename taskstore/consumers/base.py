@@ -421,7 +421,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """One round of the periodic check (run by the loop's ticker); returns the seconds to the
         next round, 0 once the socket is closing."""
         interval = self.check_interval
-        if self.closing:
+        if interval is None or self.closing:  # (None: checks were never started)
             return 0.0
         # The session is checked every interval, even while the rest backs off: its delay is
         # what docs/protocol.md promises for a logout.

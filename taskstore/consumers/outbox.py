@@ -15,12 +15,13 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+# An ASGI send callable: the servers and Channels give coroutine functions, which put() runs by hand.
+Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 # How often a burst from the database looks whether the client took what was sent, seconds.
 ROOM_POLL = 0.02
