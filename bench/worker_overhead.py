@@ -144,9 +144,11 @@ def produce(count: int) -> dict[str, float]:
 def probe_publish(count: int) -> dict[str, float]:
     """Time what publishing one recorded transition costs, against the configured layer.
 
-    A transition of an ownerless task is two ``group_send`` calls (the task's group and the
-    staff feed), as the recorder builds them. Measured two ways: one send at a time on one
-    loop (latency), and through the process's publisher the way the recorder hands them over.
+    A transition of an ownerless task is two messages (the task's group and the staff feed), as
+    the recorder builds them. Measured two ways: one ``group_send`` at a time on one loop
+    (latency), and through the process's publisher the way the recorder hands them over (with
+    the core layer and nobody subscribed, the publisher asks which groups have members and sends
+    nothing: taskstore/core_groups.py).
     """
     import asyncio
 
@@ -443,7 +445,7 @@ def render(
         )
     if probe:
         lines.append(
-            f"Publishing, measured alone ({probe['events']:,.0f} transitions of 2 group_send each, Redis "
+            f"Publishing, measured alone ({probe['events']:,.0f} transitions of 2 messages each, Redis "
             f"layer, no subscribers): {probe['publisher_wall_us_per_event']:,.0f} µs wall and "
             f"{probe['publisher_cpu_us_per_event']:,.0f} µs CPU per transition through the publisher; "
             f"{probe['sequential_us_per_send']:,.0f} µs per group_send awaited one at a time."

@@ -66,7 +66,8 @@ class Transition:
     # condition): a pool child's STARTED requires the RECEIVED that the worker's main process
     # records in the background, so that neither can skip the other (record_started).
     requires: str | None = None
-    # When it happened, if that was before it is recorded (a held STARTED: taskstore.linger).
+    # When a STARTED happened, if that was before it is recorded (a held STARTED:
+    # taskstore.linger): its date_started; the write's time is still the row's date_updated.
     at: datetime | None = None
 
 
@@ -226,9 +227,7 @@ def _record_started_and_final(started: Transition, final: Transition) -> list[di
         states.position(states.STARTED, started.attempt),
         states.position(states.RECEIVED, started.attempt),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        documents = [json.loads(d) if isinstance(d, str) else d for (d,) in cursor.fetchall()]
+    documents = _documents_of(statement, params)
     if documents:
         _written(documents)
     return documents
@@ -250,8 +249,13 @@ def _write_in_one_statement(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     statement = sql.upsert_with_event(_table(TaskRecord), _table(TaskEvent), len(rows))
     params = [p for values in rows for p in _params(values)]
+    return _documents_of(statement, [*params, rows[0]["floor"]])
+
+
+def _documents_of(statement: str, params: list[Any]) -> list[dict[str, Any]]:
+    """Run a PostgreSQL statement that returns the documents it wrote, one per row."""
     with connection.cursor() as cursor:
-        cursor.execute(statement, [*params, rows[0]["floor"]])
+        cursor.execute(statement, params)
         written = cursor.fetchall()
     return [json.loads(d) if isinstance(d, str) else d for (d,) in written]
 
@@ -359,7 +363,7 @@ def _params(values: dict[str, Any]) -> list[Any]:
 
 def _values(transition: Transition) -> dict[str, Any]:
     """The row a transition would write if it were the task's first."""
-    now = transition.at or timezone.now()
+    now = timezone.now()
     state = transition.state
     return {
         "task_id": transition.task_id,
@@ -380,7 +384,9 @@ def _values(transition: Transition) -> dict[str, Any]:
         "parent_id": transition.parent_id or None,
         "worker": transition.worker or None,
         "date_created": now,
-        "date_started": now if state == states.STARTED else None,
+        # A held STARTED keeps when the task started; the row's date_updated is always the
+        # write's own time (feeds that missed messages read what changed since by it).
+        "date_started": (transition.at or now) if state == states.STARTED else None,
         "date_done": now if state in states.TERMINAL_STATES else None,
         "date_updated": now,
         "celery_meta": _stamped(transition.celery_meta, states.position(state, transition.attempt)),

@@ -9,6 +9,8 @@ transitions, RECEIVED's position for a STARTED that must not skip RECEIVED).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 COLUMNS = (
     "task_id", "task_name", "state", "version", "position", "transition_key", "retries",
     "result", "progress", "error", "traceback", "args", "kwargs", "owner_id", "group_id",
@@ -88,6 +90,8 @@ SELECT document FROM e ORDER BY version
 """
 
 
+# Built once per shape (and kept for the most recent few): this runs for every transition.
+@lru_cache(maxsize=64)
 def upsert(table: str, rows: int = 1) -> str:
     """The conditional upsert of ``rows`` task rows (distinct tasks), returning the rows written.
 
@@ -96,6 +100,7 @@ def upsert(table: str, rows: int = 1) -> str:
     return _upsert(table, rows, step=1, before="excluded.position")
 
 
+@lru_cache(maxsize=64)
 def _upsert(table: str, rows: int, step: int, before: str) -> str:
     row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
     return _UPSERT.format(
@@ -103,12 +108,14 @@ def _upsert(table: str, rows: int, step: int, before: str) -> str:
     )
 
 
+@lru_cache(maxsize=64)
 def upsert_with_event(table: str, events: str, rows: int = 1) -> str:
     """PostgreSQL: the upsert and each written row's event in one statement, returning the
     documents."""
     return _UPSERT_WITH_EVENT.format(upsert=upsert(table, rows).strip(), events=events, document=_DOCUMENT)
 
 
+@lru_cache(maxsize=64)
 def upsert_started_and_final(table: str, events: str) -> str:
     """PostgreSQL: STARTED and the final state of one task in one statement, returning both
     documents in order.

@@ -5,6 +5,7 @@ worker itself: tests/test_worker_sequences.py, tests/test_worker_faults.py)."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from types import SimpleNamespace
 from unittest import mock
 from uuid import uuid4
@@ -94,6 +95,10 @@ def test_a_task_still_running_after_the_linger_shows_started_then_its_end() -> N
     task_id = _received_task()
     _prerun(task_id)
     _wait_for(lambda: _events(task_id)[-1] == (3, "STARTED"))
+    # date_started is when the task started; date_updated is when STARTED was written (what
+    # feeds that missed messages read changes by), the linger later.
+    row = TaskRecord.objects.get(task_id=task_id)
+    assert row.date_updated - row.date_started >= timedelta(seconds=0.09)
     record(Transition(task_id=task_id, state="FAILURE", error={"type": "ValueError", "message": "x"}))
     assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED"), (4, "FAILURE")]
 
