@@ -92,6 +92,7 @@ def test_pickle_is_refused() -> None:
         ("TASKSTORE_SUBMITTABLE_TASKS", "myapp.tasks.resize"),
         ("TASKSTORE_ANONYMOUS_SUBMIT", "yes"),
         ("TASKSTORE_WEBSOCKET_PREFIX", "ws?/"),
+        ("TASKSTORE_STARTED_LINGER", -0.5),
     ],
 )
 def test_a_bad_setting_value_is_named(name: str, value: object) -> None:
