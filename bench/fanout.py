@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.clock import now, pace  # noqa: E402
 from bench.push_latency import machine, service_env  # noqa: E402
 from bench.scratch import create_database, drop_database, free_port  # noqa: E402
 
@@ -57,18 +58,6 @@ FLOOR_CHANNEL = "bench.fanout.floor"
 OPEN_CONCURRENCY = 100
 # The floor's messages are padded to about the size of a task.update frame.
 FRAME_BYTES = 480
-
-
-def now() -> float:
-    """CLOCK_MONOTONIC in seconds: one clock for every process on the machine."""
-    return time.clock_gettime(time.CLOCK_MONOTONIC)
-
-
-def pace(start: float, index: int, interval: float) -> None:
-    """Sleep until the ``index``-th tick of a steady schedule."""
-    delay = start + index * interval - now()
-    if delay > 0:
-        time.sleep(delay)
 
 
 def states_for(versions: int) -> list[tuple[str, Any]]:

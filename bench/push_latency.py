@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.clock import now, pace  # noqa: E402
 from bench.scratch import create_database, drop_database, free_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -65,18 +66,6 @@ STATES = ("PENDING", "RECEIVED", "STARTED", "SUCCESS")
 FLOOR_CHANNEL = "bench.push-latency.floor"
 # Subscriptions per socket: under TASKSTORE_MAX_SUBSCRIPTIONS (200).
 PER_SOCKET = 150
-
-
-def now() -> float:
-    """CLOCK_MONOTONIC in seconds: one clock for every process on the machine."""
-    return time.clock_gettime(time.CLOCK_MONOTONIC)
-
-
-def pace(start: float, index: int, interval: float) -> None:
-    """Sleep until the ``index``-th tick of a steady schedule."""
-    delay = start + index * interval - now()
-    if delay > 0:
-        time.sleep(delay)
 
 
 # --- child roles -------------------------------------------------------------------------------
