@@ -21,15 +21,9 @@ def revoke(task_id: str, terminate: bool = False) -> bool:
     """
     # Record first: a worker holding the message marks it REVOKED as soon as the broadcast
     # arrives, and this call should report the revoke it made.
-    document = record(
-        Transition(
-            task_id=task_id,
-            state=states.REVOKED,
-            error={"type": "TaskRevokedError", "message": "revoked"},
-        )
-    )
+    recorded = _record_revoked(task_id, "revoked")
     current_app.control.revoke(task_id, terminate=terminate)
-    return document is not None
+    return recorded
 
 
 def terminate(task_id: str) -> bool:
@@ -38,15 +32,15 @@ def terminate(task_id: str) -> bool:
 
     Returns whether the REVOKED transition was recorded (False if the task had already ended).
     """
-    document = record(
-        Transition(
-            task_id=task_id,
-            state=states.REVOKED,
-            error={"type": "TaskRevokedError", "message": "terminated"},
-        )
-    )
+    recorded = _record_revoked(task_id, "terminated")
     current_app.control.revoke(task_id, terminate=True, signal="SIGTERM")
-    return document is not None
+    return recorded
+
+
+def _record_revoked(task_id: str, message: str) -> bool:
+    """Record REVOKED with Celery's error type and ``message``; whether it was recorded."""
+    error = {"type": "TaskRevokedError", "message": message}
+    return record(Transition(task_id=task_id, state=states.REVOKED, error=error)) is not None
 
 
 def rerun(task: TaskRecord) -> str:

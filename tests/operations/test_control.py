@@ -14,7 +14,7 @@ from taskstore.models import ControlAction, QueueRecord, TaskRecord, WorkerRecor
 from tests.live.client import http, session_cookie, websocket
 from tests.operations.support import fast_env, hostname_of, queue_name, start_worker
 from tests.support.markers import REAL_SERVICES
-from tests.support.processes import ManagedProcess, daphne, wait_for
+from tests.support.processes import ManagedProcess, wait_for
 from tests.test_live_access import csrf_cookie
 
 pytestmark = REAL_SERVICES
@@ -26,15 +26,6 @@ IDLE_QUEUE = queue_name("control-idle")  # nobody consumes it
 @pytest.fixture(scope="module")
 def env(service_env: dict[str, str]) -> dict[str, str]:
     return fast_env(service_env, TASKSTORE_WATCH_QUEUES=IDLE_QUEUE)
-
-
-@pytest.fixture(scope="module")
-def port(env: dict[str, str]) -> Iterator[int]:
-    proc: ManagedProcess
-    proc, port = daphne(env)
-    http(port, "GET", "/api/tasks/")
-    yield port
-    proc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
@@ -23,7 +22,6 @@ from tests.operations.support import (
     worker_row,
 )
 from tests.support.markers import REAL_SERVICES
-from tests.support.processes import ManagedProcess, daphne
 
 pytestmark = REAL_SERVICES
 
@@ -31,16 +29,6 @@ pytestmark = REAL_SERVICES
 @pytest.fixture(scope="module")
 def env(service_env: dict[str, str]) -> dict[str, str]:
     return fast_env(service_env)
-
-
-@pytest.fixture(scope="module")
-def port(env: dict[str, str]) -> Iterator[int]:
-    """A daphne whose monitor records lost workers (it starts with the first request)."""
-    proc: ManagedProcess
-    proc, port = daphne(env)
-    http(port, "GET", "/api/tasks/")
-    yield port
-    proc.stop()
 
 
 def test_a_worker_records_itself_counts_what_ran_and_goes_offline(env: dict[str, str]) -> None:
