@@ -143,7 +143,11 @@ def _session_authenticates(grant: Grant, user: Any, data: dict[str, Any]) -> boo
     except ValidationError:
         return False
     backend_path = data.get(BACKEND_SESSION_KEY)
-    if session_user != grant.user_id or backend_path not in settings.AUTHENTICATION_BACKENDS:
+    if (
+        session_user != grant.user_id
+        or not isinstance(backend_path, str)
+        or backend_path not in settings.AUTHENTICATION_BACKENDS
+    ):
         return False
     backend = load_backend(backend_path)
     if isinstance(backend, ModelBackend) and type(backend).get_user is ModelBackend.get_user:

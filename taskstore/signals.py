@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from celery import signals
-from celery.app.task import get_actual_ignore_result
+from celery.app.task import get_actual_ignore_result  # type: ignore[attr-defined]  # not in celery-types
 from django.utils import timezone
 
 from taskstore import conf, linger, received, states
@@ -85,6 +85,7 @@ def on_publish(
         headers.setdefault(OWNER_HEADER, owner_id)
     args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else (None, None)
     attempt = int(headers.get("retries") or 0)
+    state: str
     if attempt > 0:
         state, error = states.RETRY, error_from_exception(sys.exc_info()[1])
     else:

@@ -26,7 +26,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "tests.sqlite3",  # noqa: F405
+            "NAME": str(VAR_DIR / "tests.sqlite3"),  # noqa: F405
             # transaction_mode arrived in Django 5.1 (see realtime/settings.py).
             "OPTIONS": {
                 "timeout": 30,
