@@ -93,14 +93,14 @@ class Hub:
 
     async def _attach(self, entry: _Membership) -> None:
         if entry.channel is None:
-            attempt = await layer_outages.apart(self.layer.new_channel())
+            attempt = await layer_outages.outcome_of(self.layer.new_channel())
             error = attempt.exception()
             if error is not None:
                 layer_outages.report("new channel", error)
                 return
             entry.channel = attempt.result()
             entry.receiver = asyncio.create_task(self._receive(entry))
-        failed = await layer_outages.in_turn([self.layer.group_add(entry.group, entry.channel)], "join")
+        failed = await layer_outages.one_at_a_time([self.layer.group_add(entry.group, entry.channel)], "join")
         entry.joined = failed == 0
         if self.groups.get(entry.group) is not entry:
             # Everyone left while the join was in flight.
@@ -112,14 +112,16 @@ class Hub:
         if entry.channel is not None and entry.joined:
             entry.joined = False
             # A failed discard costs little: memberships expire on their own (group_expiry).
-            await layer_outages.in_turn([self.layer.group_discard(entry.group, entry.channel)], "leave")
+            await layer_outages.one_at_a_time([self.layer.group_discard(entry.group, entry.channel)], "leave")
         if entry.receiver is not None and entry.channel is not None:
             # End the receive with a message rather than a cancellation: channels-redis' core
             # layer serves every channel of a process from one blocking read, and a receive
             # cancelled in it can hold that read up to its 5 s timeout, delaying every other
             # group's messages (measured: a 5.1 s frame in bench/push_latency.py, where finished
             # tasks leave their groups while others stream).
-            failed = await layer_outages.in_turn([self.layer.send(entry.channel, {"type": STOP})], "stop")
+            failed = await layer_outages.one_at_a_time(
+                [self.layer.send(entry.channel, {"type": STOP})], "stop"
+            )
             if failed:
                 entry.receiver.cancel()
         elif entry.receiver is not None:

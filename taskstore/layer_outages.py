@@ -61,13 +61,13 @@ def tolerant(receive: Receive) -> Receive:
 
     A cancelled caller (a socket closing, a timeout) cancels the receive and waits for it to wind
     down, which keeps the layer's bookkeeping in order before the next receive on the same
-    channel, but for CANCEL_GRACE seconds at most (see :func:`apart`).
+    channel, but for CANCEL_GRACE seconds at most (see :func:`outcome_of`).
     """
 
     async def next_message() -> dict[str, Any]:
         delay = RECEIVE_RETRY_FIRST
         while True:
-            attempt = await apart(receive(), grace=CANCEL_GRACE)
+            attempt = await outcome_of(receive(), grace=CANCEL_GRACE)
             error = attempt.exception()
             if error is None:
                 return attempt.result()
@@ -78,7 +78,7 @@ def tolerant(receive: Receive) -> Receive:
     return next_message
 
 
-async def apart(call: Awaitable[T], grace: float = 0.0) -> asyncio.Future[T]:
+async def outcome_of(call: Awaitable[T], grace: float = 0.0) -> asyncio.Future[T]:
     """Run a layer call as a task of its own and return it, finished (with a result or an error).
 
     The caller only waits on the task, so cancelling the caller always works. Awaiting the call
@@ -108,8 +108,8 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def in_turn(calls: Iterable[Awaitable[Any]], what: str) -> int:
-    """Make layer calls one after another (each :func:`apart`); report failures, return how many.
+async def one_at_a_time(calls: Iterable[Awaitable[Any]], what: str) -> int:
+    """Make layer calls one after another (each :func:`outcome_of`); report failures, return how many.
 
     Not ``gather``: channels-redis opens a Redis connection for every call in flight at once, and
     opening a hundred of them at the same moment stalls the event loop for every socket of the
@@ -117,7 +117,7 @@ async def in_turn(calls: Iterable[Awaitable[Any]], what: str) -> int:
     """
     failed = 0
     for call in calls:
-        error = (await apart(call)).exception()
+        error = (await outcome_of(call)).exception()
         if error is not None:
             failed += 1
             report(what, error)

@@ -35,11 +35,9 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-MESSAGE_TASK = "taskstore.task"
 # Kept in Celery's view (celery_meta) beside what Celery stored: the lifecycle position of the
 # store, so that a late store cannot replace a newer one. Celery's API does not read it.
 META_POSITION = "position"
-MESSAGE_GROUP = "taskstore.group"
 
 
 @dataclass(frozen=True)
@@ -280,7 +278,9 @@ def _write_in_one_transaction(values: dict[str, Any]) -> dict[str, Any] | None:
 
 def _committed(documents: list[dict[str, Any]]) -> None:
     """After the commit: push the documents, in order, and tell the project's receivers."""
-    publisher.publish([message for document in documents for message in _messages(document)])
+    publisher.publish(
+        [message for document in documents for message in addressing.task_messages(for_push(document))]
+    )
     for document in documents:
         task_recorded.send(sender=TaskRecord, document=document)
 
@@ -323,22 +323,12 @@ def _touch_group(group_id: str, owner_id: int | None) -> None:
     try:
         with transaction.atomic():
             group = touch_group(group_id, owner_id=owner_id)
-            message = {"type": MESSAGE_GROUP, "document": group_document(group)}
-            transaction.on_commit(
-                partial(publisher.publish, [(addressing.group_group(group_id), message)]), robust=True
-            )
+            messages = addressing.group_messages(group_document(group))
+            transaction.on_commit(partial(publisher.publish, messages), robust=True)
     except DatabaseError:
         # The task's own transition is recorded and published; the group document is derived
         # from the task rows and is brought up to date by the member's next change.
         logger.exception("Could not update group %s", group_id)
-
-
-def _messages(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    message = {"type": MESSAGE_TASK, "document": for_push(document)}
-    targets = [addressing.task_group(document["task_id"]), addressing.FEED_STAFF]
-    if document.get("owner_id") is not None:
-        targets.append(addressing.feed_user(document["owner_id"]))
-    return [(target, message) for target in targets]
 
 
 def _table(model: type[Model]) -> str:

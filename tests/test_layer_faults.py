@@ -109,7 +109,7 @@ async def test_cancelling_a_join_reaches_the_caller_even_when_the_call_swallows_
             await asyncio.sleep(3600)
         await release.wait()
 
-    caller = asyncio.create_task(layer_outages.in_turn([stubborn_join()], "join"))
+    caller = asyncio.create_task(layer_outages.one_at_a_time([stubborn_join()], "join"))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     caller.cancel()

@@ -140,7 +140,7 @@ def test_saving_a_group_pushes_its_exact_total() -> None:
     with mock.patch.object(publisher, "publish") as publish:
         record_group_members(group_id, members)
     [(group, message)] = publish.call_args.args[0]
-    assert group == addressing.group_group(group_id)
+    assert group == addressing.group_channel_group(group_id)
     document = message["document"]
     assert (document["version"], document["total"], document["completed"], document["state"]) == (
         3, 3, 2, "STARTED",

@@ -295,16 +295,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         Call with ``self.lock`` held.
         """
         version = document["version"]
-        if version <= stream.held:
+        if version <= stream.sent_version:
             counters["stale"] += 1
             return
-        if stream.held >= 0 and version > stream.held + 1:
-            missing = await queries.task_events(stream.task_id, stream.held, version - 1)
+        if stream.sent_version >= 0 and version > stream.sent_version + 1:
+            missing = await queries.task_events(stream.task_id, stream.sent_version, version - 1)
             counters["filled"] += len(missing)
             logger.info(
                 "Filled versions %d-%d of task %s from the database (%d rows): "
                 "the channel layer reordered or dropped them",
-                stream.held + 1,
+                stream.sent_version + 1,
                 version - 1,
                 stream.task_id,
                 len(missing),
@@ -315,7 +315,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_task(self, stream: TaskStream, document: dict[str, Any]) -> None:
         """Send ``document`` (already fit for push) to the client, if it is new to the stream."""
-        if document["version"] <= stream.held or self.closing:
+        if document["version"] <= stream.sent_version or self.closing:
             return
         event, size = frames.task_frame(document, self.viewer.staff)
         # Versions read from the database can come many at once (a resume from ``since``): let
@@ -347,24 +347,26 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         slower still: measured in docs/benchmarks.md). A lost version thus arrives within two
         intervals.
         """
-        held = {task_id: s.held for task_id, s in streams.items() if not s.done and s.held >= 0}
-        recorded = await queries.task_versions(list(held))
+        sent = {
+            task_id: s.sent_version for task_id, s in streams.items() if not s.done and s.sent_version >= 0
+        }
+        recorded = await queries.task_versions(list(sent))
         behind = {}
         for task_id, version in recorded.items():
             stream = streams.get(task_id)
             if stream is None:
                 continue
             earlier, stream.recorded = stream.recorded, version
-            if earlier is not None and min(earlier, version) > held[task_id]:
+            if earlier is not None and min(earlier, version) > sent[task_id]:
                 behind[task_id] = min(earlier, version)
         if not behind:
             return
         async with self.lock:
             for task_id, version in behind.items():
                 stream = streams.get(task_id)
-                if stream is None or stream.done or version <= stream.held:
+                if stream is None or stream.done or version <= stream.sent_version:
                     continue  # gone, or a live update got there first
-                missing = await queries.task_events(task_id, stream.held, version)
+                missing = await queries.task_events(task_id, stream.sent_version, version)
                 counters["reconciled"] += len(missing)
                 logger.info("Sent %d versions of task %s found by the periodic check", len(missing), task_id)
                 for document in missing:

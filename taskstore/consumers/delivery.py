@@ -28,7 +28,7 @@ class TaskStream:
     """One task as one socket sees it."""
 
     task_id: str
-    held: int = -1  # the last version sent; -1 before the first
+    sent_version: int = -1  # the last version sent; -1 before the first
     done: bool = False  # a terminal state was sent: nothing can follow
     joined: bool = True  # still in the task's channel-layer group
     # Why the socket may see the task: a valid token (a capability that outlives the session),
@@ -40,7 +40,7 @@ class TaskStream:
 
     def record_sent(self, version: int, state: str) -> None:
         """Note that ``version`` (in ``state``) went out."""
-        self.held = version
+        self.sent_version = version
         self.done = state in states.TERMINAL_STATES
 
 
@@ -53,6 +53,6 @@ class GroupStream:
     """
 
     group_id: str
-    held: int = -1
+    sent_version: int = -1  # the last version sent; -1 before the first
     by_token: bool = False  # as for TaskStream
     owner_id: int | None = None
