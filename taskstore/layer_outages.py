@@ -15,14 +15,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+from taskstore.backoff import Backoff
+
 logger = logging.getLogger(__name__)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 T = TypeVar("T")
 
 # Pauses between attempts to receive from a failing layer.
-RECEIVE_RETRY_FIRST = 0.5
-RECEIVE_RETRY_MAX = 10.0
+RECEIVE_BACKOFF = Backoff(first=0.5, cap=10.0)
 # How long a cancelled caller gives its receive to wind down (normally one loop turn) before
 # leaving it behind.
 CANCEL_GRACE = 1.0
@@ -65,15 +66,14 @@ def tolerant(receive: Receive) -> Receive:
     """
 
     async def next_message() -> dict[str, Any]:
-        delay = RECEIVE_RETRY_FIRST
+        pauses = RECEIVE_BACKOFF.delays()
         while True:
             attempt = await outcome_of(receive(), grace=CANCEL_GRACE)
             error = attempt.exception()
             if error is None:
                 return attempt.result()
             report("receive", error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECEIVE_RETRY_MAX)
+            await asyncio.sleep(next(pauses))
 
     return next_message
 

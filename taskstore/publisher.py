@@ -28,12 +28,15 @@ from asgiref.sync import SyncToAsync
 from channels.layers import channel_layers, get_channel_layer
 
 from taskstore import core_groups, pubsub_pipeline
+from taskstore.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
 Message = tuple[str, dict[str, Any]]
 
 SEND_RETRY_SECONDS = 15.0
+# Pauses between attempts of a failed send (within SEND_RETRY_SECONDS).
+SEND_BACKOFF = Backoff(first=0.1, cap=2.0)
 # Messages sent in one go at most when several transitions queued up.
 MAX_COALESCED = 500
 # Groups sent to side by side at most (with the core layer, each may take a Redis connection).
@@ -79,7 +82,7 @@ class _Sender:
         if layer is None:
             return
         pending = list(batch)
-        delay = 0.1
+        pauses = SEND_BACKOFF.delays()
         deadline = self.loop.time() + SEND_RETRY_SECONDS
         while pending:
             pipelined = await pubsub_pipeline.send(layer, pending)
@@ -94,8 +97,7 @@ class _Sender:
                 raise next(r for r in results if isinstance(r, Exception))
             logger.warning("group_send failed (%s); retrying", results[0])
             pending = failed
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await asyncio.sleep(next(pauses))
 
 
 async def _to_groups_with_members(layer: Any, messages: list[Message]) -> list[Any]:

@@ -25,6 +25,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from taskstore import addressing, conf, linger, sql, states
+from taskstore.backoff import Backoff
 from taskstore.documents import for_push, task_document
 from taskstore.groups import group_document, save_members, touch_group
 from taskstore.models import GroupRecord, TaskEvent, TaskRecord
@@ -34,6 +35,9 @@ from taskstore.publisher import publisher
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+# Pauses between attempts of a write on a fresh connection (within the write's budget).
+WRITE_BACKOFF = Backoff(first=0.05, cap=1.0)
 
 # Kept in Celery's view (celery_meta) beside what Celery stored: the lifecycle position of the
 # store, so that a late store cannot replace a newer one. Celery's API does not read it.
@@ -127,7 +131,7 @@ def _retrying(write: Callable[[], _T], state: str, subject: str) -> _T:
     if state not in states.TERMINAL_STATES:
         budget = min(budget, 5.0)
     deadline = time.monotonic() + budget
-    delay = 0.05
+    pauses = WRITE_BACKOFF.delays()
     while True:
         try:
             return write()
@@ -140,8 +144,7 @@ def _retrying(write: Callable[[], _T], state: str, subject: str) -> _T:
                 "Recording %s for %s failed (%s); retrying on a fresh connection", state, subject, exc
             )
             connection.close()
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            time.sleep(next(pauses))
 
 
 def _ensure_encodable(transition: Transition) -> Transition:

@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 
 import taskstore
 from taskstore import addressing, compat, layer_outages
+from taskstore.backoff import Backoff
 from taskstore.consumers.feed import FeedConsumer
 from taskstore.tokens import make_token
 from tests.test_ws_protocol import frames_until, record_async, socket, still_serving, transitions
@@ -68,7 +69,7 @@ async def test_receive_retries_after_layer_errors(monkeypatch: pytest.MonkeyPatc
             raise outcome
         return outcome
 
-    monkeypatch.setattr(layer_outages, "RECEIVE_RETRY_FIRST", 0.01)
+    monkeypatch.setattr(layer_outages, "RECEIVE_BACKOFF", Backoff(first=0.01, cap=0.01))
     assert await asyncio.wait_for(layer_outages.tolerant(receive)(), 5) == {"type": "hello"}
     assert outcomes == []
 

@@ -20,6 +20,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from taskstore import conf, fanout, sessions
+from taskstore.backoff import Backoff
 from taskstore.consumers import codes, frames, queries
 from taskstore.consumers.delivery import TaskStream, counters
 from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
@@ -200,6 +201,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if interval <= 0:
             return
         self.check_interval, self.check_backoff, self.check_retry_at = interval, 0.0, 0.0
+        # After a failed check the next waits twice the interval, then twice that, up to the cap.
+        first = min(2 * interval, MAX_RECONCILE_BACKOFF)
+        self.check_backoffs = Backoff(first=first, cap=MAX_RECONCILE_BACKOFF)
         # Spread the checks of sockets opened together.
         ticker().add(self, self.periodic_check, interval * random.uniform(0.5, 1.0), interval)
 
@@ -436,7 +440,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.check_backoff = min(max(self.check_backoff, interval) * 2, MAX_RECONCILE_BACKOFF)
+                self.check_backoff = self.check_backoffs.after(self.check_backoff)
                 self.check_retry_at = time.monotonic() + self.check_backoff
                 logger.exception(
                     "The periodic subscription check failed; next try in %.1fs", self.check_backoff
