@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from taskstore import conf
@@ -67,20 +69,26 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT) if value else None
 
 
-def _read(field: Field, record: TaskRecord) -> Any:
+def _reader(field: Field) -> Callable[[TaskRecord], Any]:
+    """How ``field`` is read from a task row."""
     if field.kind == CONSTANT:
-        return field.value
-    value = getattr(record, field.name)
+        return lambda record: field.value
+    column = attrgetter(field.name)
     if field.kind == TIMESTAMP:
-        return iso(value)
+        return lambda record: iso(column(record))
     if field.kind == BLANK_IS_NULL:
-        return value or None
-    return value
+        return lambda record: column(record) or None
+    return column
+
+
+# Each field's reader, made once (documents are built for every REST row and, on SQLite, for
+# every transition).
+_READERS = tuple((field.name, _reader(field)) for field in TASK_FIELDS)
 
 
 def task_document(record: TaskRecord) -> dict[str, Any]:
     """Return the full task document of ``record``, staff fields included."""
-    return {field.name: _read(field, record) for field in TASK_FIELDS}
+    return {name: read(record) for name, read in _READERS}
 
 
 def unrecorded_document(task_id: str) -> dict[str, Any]:
