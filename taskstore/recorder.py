@@ -1,4 +1,4 @@
-"""The recorder: the single write path for task state.
+"""The recorder: the single write path for task state (docs/reliability.md, "The write path").
 
 Every source of a transition (the publish signal, worker signals, the result backend, admin
 actions) builds a :class:`Transition` and calls :func:`record`. Each call is one conditional
@@ -315,6 +315,12 @@ def record_group_members(group_id: str, members: list[str] | None, owner_id: int
     else:
         save_members(group_id, members, owner_id=owner_id)
     _touch_group(group_id, owner_id)
+
+
+def forget(task_id: str) -> None:
+    """Delete a task and its events (Celery's ``forget()``, as django-celery-results deletes its
+    row): REST then answers for it as for an unknown id. Nothing is published."""
+    TaskRecord.objects.filter(task_id=task_id).delete()
 
 
 def _stamped(meta: dict[str, Any] | None, position: int) -> dict[str, Any] | None:
