@@ -28,23 +28,18 @@ RECEIVE_BACKOFF = Backoff(first=0.5, cap=10.0)
 # leaving it behind.
 CANCEL_GRACE = 1.0
 # While the layer is down every socket fails at every check: log one warning per this many
-# seconds for the whole process, the rest at debug level.
+# seconds for the whole process, the rest at debug level. (Only the logging is process-wide:
+# which listener may have missed messages is kept per channel-layer membership, by
+# taskstore.fanout.)
 WARN_EVERY = 10.0
 
 _last_warning = 0.0
-_last_failure = float("-inf")
-
-
-def failed_since(moment: float) -> bool:
-    """Whether a layer call of this process failed after ``moment`` (``time.monotonic()``)."""
-    return _last_failure > moment
 
 
 def report(what: str, error: BaseException) -> None:
-    """Note a failed layer call and log it, as a warning at most once per WARN_EVERY seconds."""
-    global _last_warning, _last_failure
+    """Log a failed layer call, as a warning at most once per WARN_EVERY seconds."""
+    global _last_warning
     now = time.monotonic()
-    _last_failure = now
     if now - _last_warning >= WARN_EVERY:
         _last_warning = now
         logger.warning(
@@ -57,8 +52,9 @@ def report(what: str, error: BaseException) -> None:
         logger.debug("Channel layer call failed (%s): %s", what, error)
 
 
-def tolerant(receive: Receive) -> Receive:
-    """Wrap a layer ``receive`` so that layer errors are waited out, not raised.
+def tolerant(receive: Receive, failed: Callable[[], None] | None = None) -> Receive:
+    """Wrap a layer ``receive`` so that layer errors are waited out, not raised (each one
+    reported, and ``failed`` called: messages may have been lost meanwhile).
 
     A cancelled caller (a socket closing, a timeout) cancels the receive and waits for it to wind
     down, which keeps the layer's bookkeeping in order before the next receive on the same
@@ -73,6 +69,8 @@ def tolerant(receive: Receive) -> Receive:
             if error is None:
                 return attempt.result()
             report("receive", error)
+            if failed is not None:
+                failed()
             await asyncio.sleep(next(pauses))
 
     return next_message

@@ -15,7 +15,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from taskstore import addressing, layer_outages
+from taskstore import addressing
 from taskstore.consumers import codes, queries
 from taskstore.consumers.base import LiveConsumer
 from taskstore.consumers.delivery import TaskStream
@@ -117,13 +117,14 @@ class FeedConsumer(OperationsFeed, LiveConsumer):
         """Refresh the feed's group membership and send versions the layer lost.
 
         A feed learns of a task from the layer, so while the layer fails it would not hear of
-        tasks it has not seen yet: after any failure since the previous check, it also asks the
-        database which of its tasks changed since then.
+        tasks it has not seen yet: after a failure of its feed group's membership since the
+        previous check (a join, or a read of its channel), it also asks the database which of
+        its tasks changed since then.
         """
         started_wall, started = timezone.now(), time.monotonic()
         if self.feed_group:
             await self.join(self.feed_group)
-        if layer_outages.failed_since(self.checked):
+        if self.feed_group and self.hub is not None and self.hub.failed_since(self.feed_group, self.checked):
             await self.sweep(self.checked_wall)
         await self.catch_up(dict(self.streams))
         await self.reconcile_operations()
