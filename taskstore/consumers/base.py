@@ -300,7 +300,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """
         version = document["version"]
         if version <= stream.sent_version:
-            counters["stale"] += 1
             return
         if stream.sent_version >= 0 and version > stream.sent_version + 1:
             missing = await queries.task_events(stream.task_id, stream.sent_version, version - 1)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from taskstore import states
 
-# Observable counts for this process (logged too): how often the layer's order or losses had
-# to be made good. "filled" counts versions read from the database to close a gap, "reconciled"
-# versions the periodic check found, "stale" live messages dropped as already sent.
+# This process's counts of what the layer's order or losses cost, for /metrics
+# (taskstore.operations.pushstats, taskstore_push_gaps_filled and slow-consumer closes):
+# "filled" counts versions read from the database to close a gap, "reconciled" versions the
+# periodic check found.
 counters: Counter[str] = Counter()
 
 

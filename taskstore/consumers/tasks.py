@@ -152,7 +152,6 @@ class TaskConsumer(LiveConsumer):
     async def send_group(self, stream: GroupStream, document: dict[str, Any]) -> None:
         """Send a group document unless an equal or newer version went out already."""
         if document["version"] <= stream.sent_version:
-            counters["stale"] += 1
             return
         await self.outbox.room(self.outbox_limit // 2)
         self.push_frame(*frames.text_frame({"type": codes.GROUP_UPDATE, **shown_group(document)}))
