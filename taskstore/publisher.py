@@ -12,6 +12,11 @@ through one long-lived event loop:
 Messages from one process leave in the order they were published. A send that fails (Redis
 restarting) is retried for a while and then dropped: the database holds every transition, and
 subscribers fill gaps from it.
+
+The process's publisher is :data:`publisher`, process-wide on purpose: that order holds only for
+messages that go through one queue per loop, and a worker must not start a sending thread per
+caller. It starts afresh by itself in a forked child; :meth:`Publisher.reset` does the same on
+demand (a test, an embedding that restarts its loops).
 """
 
 from __future__ import annotations
@@ -157,7 +162,23 @@ class Publisher:
         self._home_loop: asyncio.AbstractEventLoop | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
-        self.published = 0
+
+    def reset(self, timeout: float = 5.0) -> bool:
+        """Start afresh: wait up to ``timeout`` seconds for what is queued, stop the publisher's
+        own sending thread, and forget the loops, senders and pending count, so the next publish
+        picks its loop again. Returns whether everything queued was sent."""
+        sent = self.flush(timeout)
+        with self._lock:
+            own, self._thread_loop, self._home_loop = self._thread_loop, None, None
+            senders, self._senders = self._senders, {}
+            self._pending = 0
+            self._idle.notify_all()
+        if _usable(own):
+            assert own is not None
+            drains = [s.task for s in senders.values() if s.loop is own and s.task is not None]
+            asyncio.run_coroutine_threadsafe(_cancelled(drains), own).result(timeout)
+            own.call_soon_threadsafe(own.stop)
+        return sent
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Send from ``loop`` (an ASGI server's loop) when no closer loop is known."""
@@ -172,7 +193,6 @@ class Publisher:
         loop = self._target_loop()
         with self._lock:
             self._pending += len(batch)
-            self.published += 1
             sender = self._senders.get(loop)
             if sender is None:
                 sender = self._senders[loop] = _Sender(self, loop)
@@ -223,6 +243,7 @@ class Publisher:
                 asyncio.set_event_loop(loop)
                 loop.call_soon(ready.set)
                 loop.run_forever()
+                loop.close()  # stopped by reset()
 
             threading.Thread(target=run, name="taskstore-publisher", daemon=True).start()
             ready.wait()
@@ -242,6 +263,12 @@ class Publisher:
             self._home_loop = None
             # The parent's layer holds connections bound to loops this process does not run.
             channel_layers.backends.clear()
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _usable(loop: asyncio.AbstractEventLoop | None) -> bool:
