@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +22,14 @@ STAFF_FIELDS = ("traceback", "args", "kwargs")
 # renders the same format from this one (taskstore.sql).
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
-# How a field's value is read from its column (of the same name) in a task row.
-COLUMN = "column"  # as it is
-TIMESTAMP = "timestamp"  # in TIMESTAMP_FORMAT, or None
-BLANK_IS_NULL = "blank_is_null"  # an empty string shows as None
-CONSTANT = "constant"  # no column: always ``Field.value``
+
+class Kind(Enum):
+    """How a field's value is read from its column (of the same name) in a task row."""
+
+    COLUMN = "column"  # as it is
+    TIMESTAMP = "timestamp"  # in TIMESTAMP_FORMAT, or None
+    BLANK_IS_NULL = "blank_is_null"  # an empty string shows as None
+    CONSTANT = "constant"  # no column: always ``Field.value``
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class Field:
     """One key of the task document: how a recorded task shows it, and an unrecorded one."""
 
     name: str
-    kind: str = COLUMN
+    kind: Kind = Kind.COLUMN
     value: Any = None  # CONSTANT's value
     unrecorded: Any = None  # the value in the document of a task nothing has recorded yet
     recorded_only: bool = False  # left out of that document
@@ -48,17 +52,17 @@ TASK_FIELDS = (
     Field("version", unrecorded=0),
     Field("retries", unrecorded=0),
     Field("result"),
-    Field("result_truncated", CONSTANT, value=False, unrecorded=False),
+    Field("result_truncated", Kind.CONSTANT, value=False, unrecorded=False),
     Field("progress"),
     Field("error"),
     Field("group_id"),
     Field("parent_id"),
     Field("worker"),
-    Field("date_created", TIMESTAMP),
-    Field("date_started", TIMESTAMP),
-    Field("date_done", TIMESTAMP),
+    Field("date_created", Kind.TIMESTAMP),
+    Field("date_started", Kind.TIMESTAMP),
+    Field("date_done", Kind.TIMESTAMP),
     Field("owner_id", recorded_only=True),
-    Field("traceback", BLANK_IS_NULL, recorded_only=True),
+    Field("traceback", Kind.BLANK_IS_NULL, recorded_only=True),
     Field("args", recorded_only=True),
     Field("kwargs", recorded_only=True),
 )
@@ -71,12 +75,12 @@ def iso(value: datetime | None) -> str | None:
 
 def _reader(field: Field) -> Callable[[TaskRecord], Any]:
     """How ``field`` is read from a task row."""
-    if field.kind == CONSTANT:
+    if field.kind is Kind.CONSTANT:
         return lambda record: field.value
     column = attrgetter(field.name)
-    if field.kind == TIMESTAMP:
+    if field.kind is Kind.TIMESTAMP:
         return lambda record: iso(column(record))
-    if field.kind == BLANK_IS_NULL:
+    if field.kind is Kind.BLANK_IS_NULL:
         return lambda record: column(record) or None
     return column
 

@@ -18,7 +18,7 @@ import json
 import re
 from functools import lru_cache
 
-from taskstore.documents import BLANK_IS_NULL, COLUMN, CONSTANT, TASK_FIELDS, TIMESTAMP, TIMESTAMP_FORMAT
+from taskstore.documents import TASK_FIELDS, TIMESTAMP_FORMAT, Kind
 
 COLUMNS = (
     "task_id", "task_name", "state", "version", "position", "transition_key", "retries",
@@ -80,13 +80,13 @@ def document_expression(row: str) -> str:
     taskstore.documents.task_document builds it in Python (both follow TASK_FIELDS)."""
     stamp = to_char_pattern(TIMESTAMP_FORMAT).replace("'", "''")
     values = {
-        COLUMN: "{row}.{name}",
-        TIMESTAMP: f"to_char({{row}}.{{name}} AT TIME ZONE 'UTC', '{stamp}')",
-        BLANK_IS_NULL: "NULLIF({row}.{name}, '')",
+        Kind.COLUMN: "{row}.{name}",
+        Kind.TIMESTAMP: f"to_char({{row}}.{{name}} AT TIME ZONE 'UTC', '{stamp}')",
+        Kind.BLANK_IS_NULL: "NULLIF({row}.{name}, '')",
     }
     pairs = []
     for field in TASK_FIELDS:
-        if field.kind == CONSTANT:
+        if field.kind is Kind.CONSTANT:
             value = "'" + json.dumps(field.value).replace("'", "''") + "'::jsonb"
         else:
             value = values[field.kind].format(row=row, name=field.name)
