@@ -60,6 +60,7 @@ def compare_documents(prefix: str) -> dict[str, Any]:
     """Record every lifecycle; return the states compared and each write whose stored or
     returned document differs from the Python-built one."""
     from django.contrib.auth import get_user_model
+    from django.db import connection
 
     from taskstore import linger
     from taskstore.documents import task_document
@@ -91,7 +92,7 @@ def compare_documents(prefix: str) -> dict[str, Any]:
     compare("RECEIVED", record(replace(started, state="RECEIVED")))
     linger.held.hold(replace(started, at=TaskRecord.objects.get(task_id=started.task_id).date_updated), 60)
     compare("SUCCESS after a held STARTED", record(replace(started, state="SUCCESS", result=7)))
-    return {"compared": sorted(compared), "disagreements": found}
+    return {"vendor": connection.vendor, "compared": sorted(compared), "disagreements": found}
 
 
 if __name__ == "__main__":
