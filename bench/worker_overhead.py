@@ -159,7 +159,6 @@ def probe_publish(count: int) -> dict[str, float]:
 
     from taskstore import addressing
     from taskstore.publisher import publisher
-    from taskstore.recorder import MESSAGE_TASK
 
     def message(i: int) -> dict[str, Any]:
         document = {
@@ -183,7 +182,7 @@ def probe_publish(count: int) -> dict[str, float]:
             "args": [i, i],
             "kwargs": {},
         }
-        return {"type": MESSAGE_TASK, "document": document}
+        return {"type": addressing.MESSAGE_TASK, "document": document}
 
     batches = [
         [(addressing.task_group(m["document"]["task_id"]), m), (addressing.FEED_STAFF, m)]

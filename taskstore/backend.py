@@ -32,7 +32,7 @@ from taskstore import states
 from taskstore.errors import error_from_celery, error_from_exception, serialize_exception
 from taskstore.models import GroupRecord, TaskRecord
 from taskstore.owner import current_owner_id
-from taskstore.recorder import Transition, record, record_group_members
+from taskstore.recorder import Transition, forget, record, record_group_members
 from taskstore.retention import delete_expired
 
 # How many finished task ids get_many() remembers for is_cached().
@@ -235,9 +235,7 @@ class DatabaseBackend(BaseBackend):
     # --- the rest of Celery's backend API ------------------------------------------------------
 
     def _forget(self, task_id: str) -> None:
-        # As django-celery-results deletes its row: the task and its events are gone, and REST
-        # answers for it as for an unknown id.
-        TaskRecord.objects.filter(task_id=task_id).delete()
+        forget(task_id)
 
     def cleanup(self) -> None:
         """Celery's ``celery.backend_cleanup``: delete tasks finished ``result_expires`` ago."""

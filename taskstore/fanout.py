@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import weakref
 from typing import Any, Protocol
 
@@ -38,7 +39,7 @@ class Member(Protocol):
 class _Membership:
     """One group this process serves: its local members and its one layer channel."""
 
-    __slots__ = ("channel", "group", "joined", "lock", "members", "receiver")
+    __slots__ = ("channel", "failed_at", "group", "joined", "lock", "members", "receiver")
 
     def __init__(self, group: str) -> None:
         self.group = group
@@ -48,6 +49,13 @@ class _Membership:
         self.receiver: asyncio.Task[None] | None = None
         self.joined = False
         self.lock = asyncio.Lock()
+        # When a layer call for this group last failed (time.monotonic()): messages of the group
+        # may have been lost since.
+        self.failed_at = float("-inf")
+
+    def failed(self) -> None:
+        """Note that a layer call for this group failed just now."""
+        self.failed_at = time.monotonic()
 
 
 class Hub:
@@ -86,6 +94,13 @@ class Hub:
         if not entry.members:
             await self._detach(entry)
 
+    def failed_since(self, group: str, moment: float) -> bool:
+        """Whether a layer call for ``group`` (joining it, creating or reading its channel)
+        failed after ``moment`` (``time.monotonic()``), so that its members may have missed
+        messages. Failures of other groups do not count."""
+        entry = self.groups.get(group)
+        return entry is not None and entry.failed_at > moment
+
     def members(self, group: str) -> int:
         """How many local members ``group`` has."""
         entry = self.groups.get(group)
@@ -93,15 +108,18 @@ class Hub:
 
     async def _attach(self, entry: _Membership) -> None:
         if entry.channel is None:
-            attempt = await layer_outages.apart(self.layer.new_channel())
+            attempt = await layer_outages.outcome_of(self.layer.new_channel())
             error = attempt.exception()
             if error is not None:
                 layer_outages.report("new channel", error)
+                entry.failed()
                 return
             entry.channel = attempt.result()
             entry.receiver = asyncio.create_task(self._receive(entry))
-        failed = await layer_outages.in_turn([self.layer.group_add(entry.group, entry.channel)], "join")
+        failed = await layer_outages.one_at_a_time([self.layer.group_add(entry.group, entry.channel)], "join")
         entry.joined = failed == 0
+        if failed:
+            entry.failed()
         if self.groups.get(entry.group) is not entry:
             # Everyone left while the join was in flight.
             await self._detach(entry)
@@ -112,14 +130,16 @@ class Hub:
         if entry.channel is not None and entry.joined:
             entry.joined = False
             # A failed discard costs little: memberships expire on their own (group_expiry).
-            await layer_outages.in_turn([self.layer.group_discard(entry.group, entry.channel)], "leave")
+            await layer_outages.one_at_a_time([self.layer.group_discard(entry.group, entry.channel)], "leave")
         if entry.receiver is not None and entry.channel is not None:
             # End the receive with a message rather than a cancellation: channels-redis' core
             # layer serves every channel of a process from one blocking read, and a receive
             # cancelled in it can hold that read up to its 5 s timeout, delaying every other
             # group's messages (measured: a 5.1 s frame in bench/push_latency.py, where finished
             # tasks leave their groups while others stream).
-            failed = await layer_outages.in_turn([self.layer.send(entry.channel, {"type": STOP})], "stop")
+            failed = await layer_outages.one_at_a_time(
+                [self.layer.send(entry.channel, {"type": STOP})], "stop"
+            )
             if failed:
                 entry.receiver.cancel()
         elif entry.receiver is not None:
@@ -127,7 +147,7 @@ class Hub:
 
     async def _receive(self, entry: _Membership) -> None:
         assert entry.channel is not None
-        receive = layer_outages.tolerant(functools.partial(self.layer.receive, entry.channel))
+        receive = layer_outages.tolerant(functools.partial(self.layer.receive, entry.channel), entry.failed)
         while True:
             message = await receive()
             if message.get("type") == STOP:

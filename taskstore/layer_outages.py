@@ -15,35 +15,31 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+from taskstore.backoff import Backoff
+
 logger = logging.getLogger(__name__)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 T = TypeVar("T")
 
 # Pauses between attempts to receive from a failing layer.
-RECEIVE_RETRY_FIRST = 0.5
-RECEIVE_RETRY_MAX = 10.0
+RECEIVE_BACKOFF = Backoff(first=0.5, cap=10.0)
 # How long a cancelled caller gives its receive to wind down (normally one loop turn) before
 # leaving it behind.
 CANCEL_GRACE = 1.0
 # While the layer is down every socket fails at every check: log one warning per this many
-# seconds for the whole process, the rest at debug level.
+# seconds for the whole process, the rest at debug level. (Only the logging is process-wide:
+# which listener may have missed messages is kept per channel-layer membership, by
+# taskstore.fanout.)
 WARN_EVERY = 10.0
 
 _last_warning = 0.0
-_last_failure = float("-inf")
-
-
-def failed_since(moment: float) -> bool:
-    """Whether a layer call of this process failed after ``moment`` (``time.monotonic()``)."""
-    return _last_failure > moment
 
 
 def report(what: str, error: BaseException) -> None:
-    """Note a failed layer call and log it, as a warning at most once per WARN_EVERY seconds."""
-    global _last_warning, _last_failure
+    """Log a failed layer call, as a warning at most once per WARN_EVERY seconds."""
+    global _last_warning
     now = time.monotonic()
-    _last_failure = now
     if now - _last_warning >= WARN_EVERY:
         _last_warning = now
         logger.warning(
@@ -56,29 +52,31 @@ def report(what: str, error: BaseException) -> None:
         logger.debug("Channel layer call failed (%s): %s", what, error)
 
 
-def tolerant(receive: Receive) -> Receive:
-    """Wrap a layer ``receive`` so that layer errors are waited out, not raised.
+def tolerant(receive: Receive, failed: Callable[[], None] | None = None) -> Receive:
+    """Wrap a layer ``receive`` so that layer errors are waited out, not raised (each one
+    reported, and ``failed`` called: messages may have been lost meanwhile).
 
     A cancelled caller (a socket closing, a timeout) cancels the receive and waits for it to wind
     down, which keeps the layer's bookkeeping in order before the next receive on the same
-    channel, but for CANCEL_GRACE seconds at most (see :func:`apart`).
+    channel, but for CANCEL_GRACE seconds at most (see :func:`outcome_of`).
     """
 
     async def next_message() -> dict[str, Any]:
-        delay = RECEIVE_RETRY_FIRST
+        pauses = RECEIVE_BACKOFF.delays()
         while True:
-            attempt = await apart(receive(), grace=CANCEL_GRACE)
+            attempt = await outcome_of(receive(), grace=CANCEL_GRACE)
             error = attempt.exception()
             if error is None:
                 return attempt.result()
             report("receive", error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECEIVE_RETRY_MAX)
+            if failed is not None:
+                failed()
+            await asyncio.sleep(next(pauses))
 
     return next_message
 
 
-async def apart(call: Awaitable[T], grace: float = 0.0) -> asyncio.Future[T]:
+async def outcome_of(call: Awaitable[T], grace: float = 0.0) -> asyncio.Future[T]:
     """Run a layer call as a task of its own and return it, finished (with a result or an error).
 
     The caller only waits on the task, so cancelling the caller always works. Awaiting the call
@@ -108,8 +106,8 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def in_turn(calls: Iterable[Awaitable[Any]], what: str) -> int:
-    """Make layer calls one after another (each :func:`apart`); report failures, return how many.
+async def one_at_a_time(calls: Iterable[Awaitable[Any]], what: str) -> int:
+    """Make layer calls one after another (each :func:`outcome_of`); report failures, return how many.
 
     Not ``gather``: channels-redis opens a Redis connection for every call in flight at once, and
     opening a hundred of them at the same moment stalls the event loop for every socket of the
@@ -117,7 +115,7 @@ async def in_turn(calls: Iterable[Awaitable[Any]], what: str) -> int:
     """
     failed = 0
     for call in calls:
-        error = (await apart(call)).exception()
+        error = (await outcome_of(call)).exception()
         if error is not None:
             failed += 1
             report(what, error)

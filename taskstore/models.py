@@ -1,6 +1,9 @@
 """The task store: one row per task, an append-only event per transition, one row per group.
 
-Rows are written only by :mod:`taskstore.recorder`.
+Rows are written only by :mod:`taskstore.recorder` (every transition, Celery's view of a task, a
+group's membership and version, forgetting a task), through :mod:`taskstore.groups` for the group
+rows, and deleted when they expire by :mod:`taskstore.retention`. tests/test_write_path.py fails
+on a write anywhere else (docs/reliability.md, "The write path").
 """
 
 from __future__ import annotations

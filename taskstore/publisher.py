@@ -12,6 +12,11 @@ through one long-lived event loop:
 Messages from one process leave in the order they were published. A send that fails (Redis
 restarting) is retried for a while and then dropped: the database holds every transition, and
 subscribers fill gaps from it.
+
+The process's publisher is :data:`publisher`, process-wide on purpose: that order holds only for
+messages that go through one queue per loop, and a worker must not start a sending thread per
+caller. It starts afresh by itself in a forked child; :meth:`Publisher.reset` does the same on
+demand (a test, an embedding that restarts its loops).
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ from asgiref.sync import SyncToAsync
 from channels.layers import channel_layers, get_channel_layer
 
 from taskstore import core_groups, pubsub_pipeline
+from taskstore.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
 Message = tuple[str, dict[str, Any]]
 
 SEND_RETRY_SECONDS = 15.0
+# Pauses between attempts of a failed send (within SEND_RETRY_SECONDS).
+SEND_BACKOFF = Backoff(first=0.1, cap=2.0)
 # Messages sent in one go at most when several transitions queued up.
 MAX_COALESCED = 500
 # Groups sent to side by side at most (with the core layer, each may take a Redis connection).
@@ -79,7 +87,7 @@ class _Sender:
         if layer is None:
             return
         pending = list(batch)
-        delay = 0.1
+        pauses = SEND_BACKOFF.delays()
         deadline = self.loop.time() + SEND_RETRY_SECONDS
         while pending:
             pipelined = await pubsub_pipeline.send(layer, pending)
@@ -94,8 +102,7 @@ class _Sender:
                 raise next(r for r in results if isinstance(r, Exception))
             logger.warning("group_send failed (%s); retrying", results[0])
             pending = failed
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await asyncio.sleep(next(pauses))
 
 
 async def _to_groups_with_members(layer: Any, messages: list[Message]) -> list[Any]:
@@ -155,7 +162,23 @@ class Publisher:
         self._home_loop: asyncio.AbstractEventLoop | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
-        self.published = 0
+
+    def reset(self, timeout: float = 5.0) -> bool:
+        """Start afresh: wait up to ``timeout`` seconds for what is queued, stop the publisher's
+        own sending thread, and forget the loops, senders and pending count, so the next publish
+        picks its loop again. Returns whether everything queued was sent."""
+        sent = self.flush(timeout)
+        with self._lock:
+            own, self._thread_loop, self._home_loop = self._thread_loop, None, None
+            senders, self._senders = self._senders, {}
+            self._pending = 0
+            self._idle.notify_all()
+        if _usable(own):
+            assert own is not None
+            drains = [s.task for s in senders.values() if s.loop is own and s.task is not None]
+            asyncio.run_coroutine_threadsafe(_cancelled(drains), own).result(timeout)
+            own.call_soon_threadsafe(own.stop)
+        return sent
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Send from ``loop`` (an ASGI server's loop) when no closer loop is known."""
@@ -170,7 +193,6 @@ class Publisher:
         loop = self._target_loop()
         with self._lock:
             self._pending += len(batch)
-            self.published += 1
             sender = self._senders.get(loop)
             if sender is None:
                 sender = self._senders[loop] = _Sender(self, loop)
@@ -221,6 +243,7 @@ class Publisher:
                 asyncio.set_event_loop(loop)
                 loop.call_soon(ready.set)
                 loop.run_forever()
+                loop.close()  # stopped by reset()
 
             threading.Thread(target=run, name="taskstore-publisher", daemon=True).start()
             ready.wait()
@@ -240,6 +263,12 @@ class Publisher:
             self._home_loop = None
             # The parent's layer holds connections bound to loops this process does not run.
             channel_layers.backends.clear()
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _usable(loop: asyncio.AbstractEventLoop | None) -> bool:

@@ -1,4 +1,4 @@
-"""The recorder: the single write path for task state.
+"""The recorder: the single write path for task state (docs/reliability.md, "The write path").
 
 Every source of a transition (the publish signal, worker signals, the result backend, admin
 actions) builds a :class:`Transition` and calls :func:`record`. Each call is one conditional
@@ -25,6 +25,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from taskstore import addressing, conf, linger, sql, states
+from taskstore.backoff import Backoff
 from taskstore.documents import for_push, task_document
 from taskstore.groups import group_document, save_members, touch_group
 from taskstore.models import GroupRecord, TaskEvent, TaskRecord
@@ -35,11 +36,12 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-MESSAGE_TASK = "taskstore.task"
+# Pauses between attempts of a write on a fresh connection (within the write's budget).
+WRITE_BACKOFF = Backoff(first=0.05, cap=1.0)
+
 # Kept in Celery's view (celery_meta) beside what Celery stored: the lifecycle position of the
 # store, so that a late store cannot replace a newer one. Celery's API does not read it.
 META_POSITION = "position"
-MESSAGE_GROUP = "taskstore.group"
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def _retrying(write: Callable[[], _T], state: str, subject: str) -> _T:
     if state not in states.TERMINAL_STATES:
         budget = min(budget, 5.0)
     deadline = time.monotonic() + budget
-    delay = 0.05
+    pauses = WRITE_BACKOFF.delays()
     while True:
         try:
             return write()
@@ -142,8 +144,7 @@ def _retrying(write: Callable[[], _T], state: str, subject: str) -> _T:
                 "Recording %s for %s failed (%s); retrying on a fresh connection", state, subject, exc
             )
             connection.close()
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            time.sleep(next(pauses))
 
 
 def _ensure_encodable(transition: Transition) -> Transition:
@@ -280,7 +281,9 @@ def _write_in_one_transaction(values: dict[str, Any]) -> dict[str, Any] | None:
 
 def _committed(documents: list[dict[str, Any]]) -> None:
     """After the commit: push the documents, in order, and tell the project's receivers."""
-    publisher.publish([message for document in documents for message in _messages(document)])
+    publisher.publish(
+        [message for document in documents for message in addressing.task_messages(for_push(document))]
+    )
     for document in documents:
         task_recorded.send(sender=TaskRecord, document=document)
 
@@ -314,6 +317,12 @@ def record_group_members(group_id: str, members: list[str] | None, owner_id: int
     _touch_group(group_id, owner_id)
 
 
+def forget(task_id: str) -> None:
+    """Delete a task and its events (Celery's ``forget()``, as django-celery-results deletes its
+    row): REST then answers for it as for an unknown id. Nothing is published."""
+    TaskRecord.objects.filter(task_id=task_id).delete()
+
+
 def _stamped(meta: dict[str, Any] | None, position: int) -> dict[str, Any] | None:
     return None if meta is None else {**meta, META_POSITION: position}
 
@@ -323,22 +332,12 @@ def _touch_group(group_id: str, owner_id: int | None) -> None:
     try:
         with transaction.atomic():
             group = touch_group(group_id, owner_id=owner_id)
-            message = {"type": MESSAGE_GROUP, "document": group_document(group)}
-            transaction.on_commit(
-                partial(publisher.publish, [(addressing.group_group(group_id), message)]), robust=True
-            )
+            messages = addressing.group_messages(group_document(group))
+            transaction.on_commit(partial(publisher.publish, messages), robust=True)
     except DatabaseError:
         # The task's own transition is recorded and published; the group document is derived
         # from the task rows and is brought up to date by the member's next change.
         logger.exception("Could not update group %s", group_id)
-
-
-def _messages(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    message = {"type": MESSAGE_TASK, "document": for_push(document)}
-    targets = [addressing.task_group(document["task_id"]), addressing.FEED_STAFF]
-    if document.get("owner_id") is not None:
-        targets.append(addressing.feed_user(document["owner_id"]))
-    return [(target, message) for target in targets]
 
 
 def _table(model: type[Model]) -> str:

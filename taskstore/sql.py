@@ -5,11 +5,20 @@ The ``WHERE`` of the upsert is the lifecycle rule (taskstore.states): a transiti
 when its position is past the stored one, or when it is a new value of the same custom state, and
 the stored position is at least the statement's floor (its last parameter; 0 for most
 transitions, RECEIVED's position for a STARTED that must not skip RECEIVED).
+
+On PostgreSQL the statement also builds the task document (the event row's, and what the
+recorder publishes) from the same field list as taskstore.documents.task_document. SQLite cannot
+insert in a ``WITH`` clause, so there the recorder writes the event in a second statement of the
+same transaction, with the document built in Python.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
+
+from taskstore.documents import TASK_FIELDS, TIMESTAMP_FORMAT, Kind
 
 COLUMNS = (
     "task_id", "task_name", "state", "version", "position", "transition_key", "retries",
@@ -48,16 +57,45 @@ WHERE (t.position < {before}
 RETURNING {columns}
 """
 
-# The task document built by the database, key for key and format for format the same as
-# taskstore.documents.task_document (timestamps: microseconds, "Z").
-_STAMP = """to_char(w.{0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-_DOCUMENT = f"""jsonb_build_object(
-    'task_id', w.task_id, 'task_name', w.task_name, 'state', w.state, 'version', w.version,
-    'retries', w.retries, 'result', w.result, 'result_truncated', false, 'progress', w.progress,
-    'error', w.error, 'group_id', w.group_id, 'parent_id', w.parent_id, 'worker', w.worker,
-    'date_created', {_STAMP.format("date_created")}, 'date_started', {_STAMP.format("date_started")},
-    'date_done', {_STAMP.format("date_done")}, 'owner_id', w.owner_id,
-    'traceback', NULLIF(w.traceback, ''), 'args', w.args, 'kwargs', w.kwargs)"""
+# strftime's directives in TIMESTAMP_FORMAT as PostgreSQL's to_char writes them.
+_TO_CHAR = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "HH24", "%M": "MI", "%S": "SS", "%f": "US"}
+
+
+def to_char_pattern(strftime_format: str) -> str:
+    """``strftime_format`` as a PostgreSQL ``to_char`` pattern (the text between directives
+    quoted, so none of it is read as a pattern)."""
+    pattern = []
+    for piece in re.split(r"(%.)", strftime_format):
+        if piece.startswith("%"):
+            if piece not in _TO_CHAR:
+                raise ValueError(f"No to_char pattern for {piece!r} (taskstore.sql._TO_CHAR)")
+            pattern.append(_TO_CHAR[piece])
+        elif piece:
+            pattern.append('"' + piece.replace('"', '\\"') + '"')
+    return "".join(pattern)
+
+
+def document_expression(row: str) -> str:
+    """PostgreSQL: the task document of the task row aliased ``row``, built by the database as
+    taskstore.documents.task_document builds it in Python (both follow TASK_FIELDS)."""
+    stamp = to_char_pattern(TIMESTAMP_FORMAT).replace("'", "''")
+    values = {
+        Kind.COLUMN: "{row}.{name}",
+        Kind.TIMESTAMP: f"to_char({{row}}.{{name}} AT TIME ZONE 'UTC', '{stamp}')",
+        Kind.BLANK_IS_NULL: "NULLIF({row}.{name}, '')",
+    }
+    pairs = []
+    for field in TASK_FIELDS:
+        if field.kind is Kind.CONSTANT:
+            value = "'" + json.dumps(field.value).replace("'", "''") + "'::jsonb"
+        else:
+            value = values[field.kind].format(row=row, name=field.name)
+        pairs.append(f"'{field.name}', {value}")
+    return "jsonb_build_object(" + ", ".join(pairs) + ")"
+
+
+# The written row's document (built once: it is part of every statement's text).
+_DOCUMENT = document_expression("w")
 
 _UPSERT_WITH_EVENT = """
 WITH w AS ({upsert}),

@@ -21,7 +21,6 @@ from channels.layers import get_channel_layer
 from taskstore import addressing, compat, conf, layer_outages, states
 from taskstore.documents import for_viewer, task_document
 from taskstore.models import TaskRecord
-from taskstore.recorder import MESSAGE_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +44,11 @@ async def wait(task_id: str, timeout: float | None = None) -> dict[str, Any]:
     receive = layer_outages.tolerant(functools.partial(layer.receive, channel))
     async with compat.timeout(timeout):
         # A layer that is down delays the answer (the periodic read still finds it), never fails it.
-        await layer_outages.in_turn([join()], "wait")
+        await layer_outages.one_at_a_time([join()], "wait")
         try:
             return await _listen(receive, join, task_id)
         finally:
-            await layer_outages.in_turn([layer.group_discard(group, channel)], "wait")
+            await layer_outages.one_at_a_time([layer.group_discard(group, channel)], "wait")
 
 
 async def _listen(
@@ -68,7 +67,7 @@ async def _listen(
                     message = await receive()
                     pushed = message.get("document") or {}
                     if (
-                        message.get("type") == MESSAGE_TASK
+                        message.get("type") == addressing.MESSAGE_TASK
                         and pushed.get("task_id") == task_id
                         and pushed.get("state") in states.TERMINAL_STATES
                     ):
@@ -78,7 +77,7 @@ async def _listen(
         except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11
             # Quiet for a whole interval: refresh the membership (lost if Redis restarted)
             # and look at the database once.
-            await layer_outages.in_turn([join()], "wait")
+            await layer_outages.one_at_a_time([join()], "wait")
 
 
 @database_sync_to_async

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
@@ -14,7 +15,8 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.contrib.auth.models import User
 
 import taskstore
-from taskstore import addressing, compat, layer_outages
+from taskstore import addressing, compat, fanout, layer_outages
+from taskstore.backoff import Backoff
 from taskstore.consumers.feed import FeedConsumer
 from taskstore.tokens import make_token
 from tests.test_ws_protocol import frames_until, record_async, socket, still_serving, transitions
@@ -68,9 +70,39 @@ async def test_receive_retries_after_layer_errors(monkeypatch: pytest.MonkeyPatc
             raise outcome
         return outcome
 
-    monkeypatch.setattr(layer_outages, "RECEIVE_RETRY_FIRST", 0.01)
-    assert await asyncio.wait_for(layer_outages.tolerant(receive)(), 5) == {"type": "hello"}
+    monkeypatch.setattr(layer_outages, "RECEIVE_BACKOFF", Backoff(first=0.01, cap=0.01))
+    failures: list[None] = []
+    receive_on = layer_outages.tolerant(receive, lambda: failures.append(None))
+    assert await asyncio.wait_for(receive_on(), 5) == {"type": "hello"}
     assert outcomes == []
+    assert len(failures) == 2
+
+
+async def test_a_failure_counts_against_its_own_group_only() -> None:
+    class OneGroupDown(InMemoryChannelLayer):
+        async def group_add(self, group: str, channel: str) -> None:
+            if group == "down":
+                raise LayerDown("this group's join fails")
+            await super().group_add(group, channel)
+
+    class Member:
+        def offer(self, message: dict[str, Any]) -> None:
+            pass
+
+    hub, member = fanout.Hub(OneGroupDown()), Member()
+    before = time.monotonic()
+    try:
+        await hub.join("down", member)
+        await hub.join("up", member)
+        # A feed in "up" does not go to the database because another socket's join failed.
+        assert hub.failed_since("down", before)
+        assert not hub.failed_since("up", before)
+        assert not hub.failed_since("down", time.monotonic())
+    finally:
+        for group in ("down", "up"):
+            await hub.leave(group, member)
+        if hub.refresher is not None:
+            hub.refresher.cancel()
 
 
 async def test_cancelling_returns_even_when_the_layer_swallows_the_cancellation(
@@ -109,7 +141,7 @@ async def test_cancelling_a_join_reaches_the_caller_even_when_the_call_swallows_
             await asyncio.sleep(3600)
         await release.wait()
 
-    caller = asyncio.create_task(layer_outages.in_turn([stubborn_join()], "join"))
+    caller = asyncio.create_task(layer_outages.one_at_a_time([stubborn_join()], "join"))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     caller.cancel()

@@ -48,7 +48,7 @@ def test_every_publish_path_records_pending_first(worker: Any) -> None:
 def test_a_group_is_tracked_with_its_document_pushed(worker: Any, redis_url: str) -> None:
     job = group(tasks.add.s(i, i) for i in range(4))
     result = job.freeze()
-    with LayerListener(redis_url, [addressing.group_group(result.id)]) as listener:
+    with LayerListener(redis_url, [addressing.group_channel_group(result.id)]) as listener:
         result = job.apply_async()
         result.save()
         # Until the group is saved its total counts the members recorded so far (it may be done

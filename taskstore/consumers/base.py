@@ -20,6 +20,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from taskstore import conf, fanout, sessions
+from taskstore.backoff import Backoff
 from taskstore.consumers import codes, frames, queries
 from taskstore.consumers.delivery import TaskStream, counters
 from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
@@ -200,6 +201,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if interval <= 0:
             return
         self.check_interval, self.check_backoff, self.check_retry_at = interval, 0.0, 0.0
+        # After a failed check the next waits twice the interval, then twice that, up to the cap.
+        first = min(2 * interval, MAX_RECONCILE_BACKOFF)
+        self.check_backoffs = Backoff(first=first, cap=MAX_RECONCILE_BACKOFF)
         # Spread the checks of sockets opened together.
         ticker().add(self, self.periodic_check, interval * random.uniform(0.5, 1.0), interval)
 
@@ -295,16 +299,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         Call with ``self.lock`` held.
         """
         version = document["version"]
-        if version <= stream.held:
-            counters["stale"] += 1
+        if version <= stream.sent_version:
             return
-        if stream.held >= 0 and version > stream.held + 1:
-            missing = await queries.task_events(stream.task_id, stream.held, version - 1)
+        if stream.sent_version >= 0 and version > stream.sent_version + 1:
+            missing = await queries.task_events(stream.task_id, stream.sent_version, version - 1)
             counters["filled"] += len(missing)
             logger.info(
                 "Filled versions %d-%d of task %s from the database (%d rows): "
                 "the channel layer reordered or dropped them",
-                stream.held + 1,
+                stream.sent_version + 1,
                 version - 1,
                 stream.task_id,
                 len(missing),
@@ -315,7 +318,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_task(self, stream: TaskStream, document: dict[str, Any]) -> None:
         """Send ``document`` (already fit for push) to the client, if it is new to the stream."""
-        if document["version"] <= stream.held or self.closing:
+        if document["version"] <= stream.sent_version or self.closing:
             return
         event, size = frames.task_frame(document, self.viewer.staff)
         # Versions read from the database can come many at once (a resume from ``since``): let
@@ -347,24 +350,26 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         slower still: measured in docs/benchmarks.md). A lost version thus arrives within two
         intervals.
         """
-        held = {task_id: s.held for task_id, s in streams.items() if not s.done and s.held >= 0}
-        recorded = await queries.task_versions(list(held))
+        sent = {
+            task_id: s.sent_version for task_id, s in streams.items() if not s.done and s.sent_version >= 0
+        }
+        recorded = await queries.task_versions(list(sent))
         behind = {}
         for task_id, version in recorded.items():
             stream = streams.get(task_id)
             if stream is None:
                 continue
             earlier, stream.recorded = stream.recorded, version
-            if earlier is not None and min(earlier, version) > held[task_id]:
+            if earlier is not None and min(earlier, version) > sent[task_id]:
                 behind[task_id] = min(earlier, version)
         if not behind:
             return
         async with self.lock:
             for task_id, version in behind.items():
                 stream = streams.get(task_id)
-                if stream is None or stream.done or version <= stream.held:
+                if stream is None or stream.done or version <= stream.sent_version:
                     continue  # gone, or a live update got there first
-                missing = await queries.task_events(task_id, stream.held, version)
+                missing = await queries.task_events(task_id, stream.sent_version, version)
                 counters["reconciled"] += len(missing)
                 logger.info("Sent %d versions of task %s found by the periodic check", len(missing), task_id)
                 for document in missing:
@@ -434,7 +439,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.check_backoff = min(max(self.check_backoff, interval) * 2, MAX_RECONCILE_BACKOFF)
+                self.check_backoff = self.check_backoffs.after(self.check_backoff)
                 self.check_retry_at = time.monotonic() + self.check_backoff
                 logger.exception(
                     "The periodic subscription check failed; next try in %.1fs", self.check_backoff

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from taskstore import states
 
-# Observable counts for this process (logged too): how often the layer's order or losses had
-# to be made good. "filled" counts versions read from the database to close a gap, "reconciled"
-# versions the periodic check found, "stale" live messages dropped as already sent.
+# This process's counts of what the layer's order or losses cost, for /metrics
+# (taskstore.operations.pushstats, taskstore_push_gaps_filled and slow-consumer closes):
+# "filled" counts versions read from the database to close a gap, "reconciled" versions the
+# periodic check found.
 counters: Counter[str] = Counter()
 
 
@@ -28,7 +29,7 @@ class TaskStream:
     """One task as one socket sees it."""
 
     task_id: str
-    held: int = -1  # the last version sent; -1 before the first
+    sent_version: int = -1  # the last version sent; -1 before the first
     done: bool = False  # a terminal state was sent: nothing can follow
     joined: bool = True  # still in the task's channel-layer group
     # Why the socket may see the task: a valid token (a capability that outlives the session),
@@ -40,7 +41,7 @@ class TaskStream:
 
     def record_sent(self, version: int, state: str) -> None:
         """Note that ``version`` (in ``state``) went out."""
-        self.held = version
+        self.sent_version = version
         self.done = state in states.TERMINAL_STATES
 
 
@@ -53,6 +54,6 @@ class GroupStream:
     """
 
     group_id: str
-    held: int = -1
+    sent_version: int = -1  # the last version sent; -1 before the first
     by_token: bool = False  # as for TaskStream
     owner_id: int | None = None

@@ -15,7 +15,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from taskstore import addressing, layer_outages
+from taskstore import addressing
 from taskstore.consumers import codes, queries
 from taskstore.consumers.base import LiveConsumer
 from taskstore.consumers.delivery import TaskStream
@@ -66,7 +66,7 @@ class FeedConsumer(OperationsFeed, LiveConsumer):
     def handle_now(self, message: dict[str, Any]) -> bool:
         """The hub's fast path: the next version of a task this feed follows goes out at once;
         a new task, a gap and anything else go to the handlers."""
-        if message.get("type") != "taskstore.task":
+        if message.get("type") != addressing.MESSAGE_TASK:
             return False
         document = message["document"]
         if not may_see_owned(self.viewer, document.get("owner_id")):
@@ -74,9 +74,9 @@ class FeedConsumer(OperationsFeed, LiveConsumer):
         stream = self.streams.get(document["task_id"])
         if stream is None:
             return False
-        if document["version"] <= stream.held:
+        if document["version"] <= stream.sent_version:
             return True
-        if document["version"] != stream.held + 1:
+        if document["version"] != stream.sent_version + 1:
             return False
         self.streams.move_to_end(stream.task_id)
         self.push_task(stream, document)
@@ -108,7 +108,7 @@ class FeedConsumer(OperationsFeed, LiveConsumer):
         # arrive late or not at all are filled); an older one from the version that came first.
         created = parse_time(document.get("date_created"))
         start = 0 if created is not None and created >= self.opened_at else document["version"] - 1
-        stream = self.streams[task_id] = TaskStream(task_id, held=start, joined=False)
+        stream = self.streams[task_id] = TaskStream(task_id, sent_version=start, joined=False)
         if len(self.streams) > MAX_TRACKED_TASKS:
             self.streams.popitem(last=False)
         return stream
@@ -117,13 +117,14 @@ class FeedConsumer(OperationsFeed, LiveConsumer):
         """Refresh the feed's group membership and send versions the layer lost.
 
         A feed learns of a task from the layer, so while the layer fails it would not hear of
-        tasks it has not seen yet: after any failure since the previous check, it also asks the
-        database which of its tasks changed since then.
+        tasks it has not seen yet: after a failure of its feed group's membership since the
+        previous check (a join, or a read of its channel), it also asks the database which of
+        its tasks changed since then.
         """
         started_wall, started = timezone.now(), time.monotonic()
         if self.feed_group:
             await self.join(self.feed_group)
-        if layer_outages.failed_since(self.checked):
+        if self.feed_group and self.hub is not None and self.hub.failed_since(self.feed_group, self.checked):
             await self.sweep(self.checked_wall)
         await self.catch_up(dict(self.streams))
         await self.reconcile_operations()

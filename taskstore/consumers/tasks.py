@@ -16,8 +16,6 @@ from taskstore.permissions import Viewer, may_see_owned, shown_group, valid_id
 
 logger = logging.getLogger(__name__)
 
-MESSAGE_TASK = "taskstore.task"
-
 NOT_VISIBLE = "No such {kind}, or you may not see it."
 SESSION_ENDED = (
     "The session that let you see this {kind} ended or lost the rights to it: log in again, "
@@ -39,7 +37,7 @@ class TaskConsumer(LiveConsumer):
     def layer_groups(self) -> list[str]:
         """The groups of every task still running and every group subscribed."""
         return [addressing.task_group(t) for t, s in self.task_streams.items() if s.joined] + [
-            addressing.group_group(g) for g in self.group_streams
+            addressing.group_channel_group(g) for g in self.group_streams
         ]
 
     # --- client frames -------------------------------------------------------------------------
@@ -85,10 +83,10 @@ class TaskConsumer(LiveConsumer):
         )
         for document in opening.documents:
             await self.send_task(stream, for_push(document))
-        stream.held, stream.done = opening.version, opening.done
+        stream.sent_version, stream.done = opening.version, opening.done
 
     async def _subscribe_group(self, group_id: str, token: str | None) -> None:
-        group = addressing.group_group(group_id)
+        group = addressing.group_channel_group(group_id)
         await self.join(group)
         document = await queries.open_group(self.viewer, group_id, token)
         if document is None:
@@ -114,7 +112,7 @@ class TaskConsumer(LiveConsumer):
             else:
                 if self.group_streams.pop(identifier, None) is None:
                     return
-                group = addressing.group_group(identifier)
+                group = addressing.group_channel_group(identifier)
             await self.leave(group)
 
     # --- channel-layer messages ------------------------------------------------------------------
@@ -122,13 +120,13 @@ class TaskConsumer(LiveConsumer):
     def handle_now(self, message: dict[str, Any]) -> bool:
         """The hub's fast path: a task's next version goes out at once; a version that skips
         ahead (a gap to fill from the database) and anything else go to the handlers."""
-        if message.get("type") != MESSAGE_TASK:
+        if message.get("type") != addressing.MESSAGE_TASK:
             return False
         document = message["document"]
         stream = self.task_streams.get(document["task_id"])
-        if stream is None or document["version"] <= stream.held:
+        if stream is None or document["version"] <= stream.sent_version:
             return True  # not followed here, or already sent
-        if document["version"] != stream.held + 1:
+        if document["version"] != stream.sent_version + 1:
             return False
         self.push_task(stream, document)
         return True
@@ -153,12 +151,11 @@ class TaskConsumer(LiveConsumer):
 
     async def send_group(self, stream: GroupStream, document: dict[str, Any]) -> None:
         """Send a group document unless an equal or newer version went out already."""
-        if document["version"] <= stream.held:
-            counters["stale"] += 1
+        if document["version"] <= stream.sent_version:
             return
         await self.outbox.room(self.outbox_limit // 2)
         self.push_frame(*frames.text_frame({"type": codes.GROUP_UPDATE, **shown_group(document)}))
-        stream.held = document["version"]
+        stream.sent_version = document["version"]
 
     # --- the session ended, or lost staff rights -----------------------------------------------
 
@@ -213,7 +210,7 @@ class TaskConsumer(LiveConsumer):
             discard_groups=[g for g in groups if g not in self.group_streams],
         )
         await self.catch_up(self.task_streams)
-        newer = await queries.newer_groups({g: s.held for g, s in self.group_streams.items()})
+        newer = await queries.newer_groups({g: s.sent_version for g, s in self.group_streams.items()})
         if newer:
             async with self.lock:
                 for document in newer:
@@ -237,11 +234,11 @@ class TaskConsumer(LiveConsumer):
         for task_id in add:
             await self.join(addressing.task_group(task_id))
         for group_id in add_groups:
-            await self.join(addressing.group_group(group_id))
+            await self.join(addressing.group_channel_group(group_id))
         for task_id in discard:
             await self.leave(addressing.task_group(task_id))
         for group_id in discard_groups:
-            await self.leave(addressing.group_group(group_id))
+            await self.leave(addressing.group_channel_group(group_id))
 
 
 def target(frame: dict[str, Any]) -> tuple[str, str]:

@@ -11,6 +11,8 @@ import json
 import os
 import random
 import threading
+from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realtime.settings")
 
@@ -72,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     task_ids = [f"{args.prefix}-{i}" for i in range(args.tasks)]
     counts: list[int] = []
-    before = publisher.published
+    published = _count_publishes()
     threads = [
         threading.Thread(target=writer, args=(task_ids, args.seed * 100 + n, counts))
         for n in range(args.threads)
@@ -82,7 +84,22 @@ def main() -> None:
     for t in threads:
         t.join()
     publisher.flush(timeout=10)
-    print(json.dumps({"recorded": sum(counts), "published": publisher.published - before}))
+    print(json.dumps({"recorded": sum(counts), "published": published()}))
+
+
+def _count_publishes() -> Callable[[], int]:
+    """Count the publisher's hand-overs from here on (one per recorded transition here);
+    return the count's reader."""
+    lock, calls = threading.Lock(), [0]
+    publish = publisher.publish
+
+    def counted(messages: Any) -> None:
+        with lock:
+            calls[0] += 1
+        publish(messages)
+
+    publisher.publish = counted  # type: ignore[method-assign]
+    return lambda: calls[0]
 
 
 if __name__ == "__main__":
