@@ -16,9 +16,10 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
+from celery import Celery
 from celery import states as celery_states
 from celery.backends.base import BaseBackend
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -51,6 +52,10 @@ class DatabaseBackend(BaseBackend):
     persistent = True
     # get_many() reads every member still waiting in one query per interval.
     supports_native_join = True
+    # Set by BaseBackend.__init__ (Celery's backend API), not declared by celery-types.
+    app: Celery
+    expires: float | None
+    _cache: MutableMapping[str, dict[str, Any]]
 
     def __init__(self, app: Any = None, url: str | None = None, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
@@ -58,7 +63,7 @@ class DatabaseBackend(BaseBackend):
         # The finished tasks get_many() has read. A chord's unlock names the header member that
         # failed ("Dependency … raised …", as Redis does) only among results is_cached() knows,
         # and Celery's result cache is off by default (result_cache_max = -1).
-        self._read_ready = LRUCache(limit=_READ_READY_LIMIT)
+        self._read_ready: LRUCache[str, bool] = LRUCache(limit=_READ_READY_LIMIT)
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -247,7 +252,7 @@ class DatabaseBackend(BaseBackend):
         return isinstance(exc, (InterfaceError, OperationalError))
 
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
-        record_group_members(group_id, [r.id for r in result.results], owner_id=current_owner_id())
+        record_group_members(group_id, [r.id for r in result.results or []], owner_id=current_owner_id())
         return result
 
     def _restore_group(self, group_id: str) -> dict[str, Any] | None:
@@ -255,7 +260,7 @@ class DatabaseBackend(BaseBackend):
         if group is None or group.members is None:
             return None
         members = [[[member, None], None] for member in group.members]
-        return {"result": result_from_tuple([[group_id, None], members], self.app)}
+        return {"result": result_from_tuple(((group_id, None), members), self.app)}
 
     def _delete_group(self, group_id: str) -> None:
         record_group_members(group_id, None)
