@@ -83,3 +83,19 @@ def test_a_token_expires() -> None:
     token = make_token("task-a")
     with override_settings(TASKSTORE_TOKEN_MAX_AGE=-1):
         assert not check_token("task-a", token)
+
+
+def test_a_running_task_passes_its_owner_on() -> None:
+    # Celery's current task (celery.current_task): what it sends belongs to the owner its own
+    # message carried; outside a task there is none.
+    from celery import Celery
+
+    app = Celery("owner-test", set_as_current=False)
+
+    @app.task
+    def owner_seen() -> int | None:
+        return current_owner_id()
+
+    assert owner_seen.apply(headers={"taskstore_owner": 7}).get() == 7
+    assert owner_seen.apply().get() is None
+    assert current_owner_id() is None
