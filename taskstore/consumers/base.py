@@ -223,7 +223,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         Channels' own dispatch closes stale database connections before every message, one
         thread hop per live update. The handlers here touch the database only through
         ``database_sync_to_async`` helpers, which do that cleanup themselves, so the hot path
-        skips it.
+        skips it. Handlers are found by Channels' own rule (``get_handler_name``: the type's dots
+        become underscores, as Channels documents); tests/test_library_internals.py checks it.
         """
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
