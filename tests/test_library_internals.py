@@ -141,7 +141,6 @@ def _publish_in_child(group: str, message: dict[str, Any], done: Any) -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.django_db
 def test_a_forked_process_publishes_through_the_layer_it_inherited(redis_url: str) -> None:
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
