@@ -33,11 +33,9 @@ CHART_MINUTES = 60
 def demo(request: HttpRequest) -> HttpResponse:
     """The demo page: start the example tasks and watch them run."""
     user = request.user
-    can_submit = user.is_authenticated or bool(conf.get("TASKSTORE_ANONYMOUS_SUBMIT"))
+    can_submit = user.is_authenticated or conf.anonymous_submit()
     examples = [
-        name.rsplit(".", 1)[-1]
-        for name in conf.get("TASKSTORE_SUBMITTABLE_TASKS")
-        if name.startswith("realtime.tasks.")
+        name.rsplit(".", 1)[-1] for name in conf.submittable_tasks() if name.startswith("realtime.tasks.")
     ]
     return render(request, "realtime/demo.html", {"can_submit": can_submit, "examples": examples})
 

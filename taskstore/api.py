@@ -82,7 +82,7 @@ def tasks(request: HttpRequest) -> JsonResponse:
 def submit(request: HttpRequest) -> JsonResponse:
     """Send an allowed task for the caller; answer 202 with its id and token."""
     viewer = Viewer.of(request.user)
-    if viewer.anonymous and not conf.get("TASKSTORE_ANONYMOUS_SUBMIT"):
+    if viewer.anonymous and not conf.anonymous_submit():
         return error(403, "Log in to submit tasks.")
     if not viewer.anonymous:
         reason = csrf_problem(request)
@@ -115,7 +115,7 @@ def submission(request: HttpRequest) -> tuple[str, list[Any], dict[str, Any]]:
     if unknown:
         raise BadInput(f"Unknown fields {sorted(unknown)}: only task, args and kwargs are read.")
     name, args, kwargs = body.get("task"), body.get("args", []), body.get("kwargs", {})
-    if not isinstance(name, str) or name not in conf.get("TASKSTORE_SUBMITTABLE_TASKS"):
+    if not isinstance(name, str) or name not in conf.submittable_tasks():
         raise BadInput(f"Unknown task {name!r}: it is not one of the tasks that may be submitted.")
     if not isinstance(args, list):
         raise BadInput("'args' must be a JSON array.")

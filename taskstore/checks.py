@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Warning, register
 
-from taskstore import layers, schedule
+from taskstore import conf, layers, schedule
 
 OWNER_MIDDLEWARE = "taskstore.middleware.TaskOwnerMiddleware"
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -40,9 +40,20 @@ def check_serializers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
 
 
 @register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every taskstore setting keeps its rule (taskstore.conf, the table the app's start-up
+    refusal reads too; this reports values set since, as ``override_settings`` does)."""
+    return [
+        Error(problem, hint="docs/configuration.md gives each setting's rule.", id="taskstore.E006")
+        for problem in conf.problems()
+    ]
+
+
+@register()
 def check_submission(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Anonymous submission is for development servers."""
-    if getattr(settings, "TASKSTORE_ANONYMOUS_SUBMIT", False) and not settings.DEBUG:
+    # (A value that breaks its rule is taskstore.E006's to report.)
+    if conf.anonymous_submit.problem() is None and conf.anonymous_submit() and not settings.DEBUG:
         return [
             Warning(
                 "TASKSTORE_ANONYMOUS_SUBMIT is on without DEBUG: anyone may send tasks.",
@@ -139,8 +150,11 @@ def check_result_backend(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 @register()
 def check_retention(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Finished tasks are deleted only if something runs the cleanup."""
-    interval = getattr(settings, "TASKSTORE_CLEANUP_INTERVAL", 1)
-    if interval or schedule.scheduled_in_settings(getattr(settings, "CELERY_BEAT_SCHEDULE", None)):
+    if conf.cleanup_interval.problem() is not None:
+        return []  # taskstore.E006 reports it
+    if conf.cleanup_interval() or schedule.scheduled_in_settings(
+        getattr(settings, "CELERY_BEAT_SCHEDULE", None)
+    ):
         return []
     return [
         Warning(

@@ -12,8 +12,10 @@ join is in what it reads, and one committed after the join finds the group not e
 
 This reads the layer's storage the way ``group_send`` does, through attributes of channels-redis
 4's ``RedisChannelLayer`` that are not public API (``_group_key``, ``consistent_hash``,
-``connection``, ``group_expiry``); tests/test_core_groups.py fails if they change. Without
-them it declines (None) and every message goes through ``group_send``.
+``connection``, ``group_expiry``): channel layers deliberately offer no way to ask whether a
+group has members (django/channels#1201, django/channels#2096). This module is the only one that
+reads them; tests/test_core_groups.py fails if they change. Without them it declines (None) and
+every message goes through ``group_send``.
 """
 
 from __future__ import annotations

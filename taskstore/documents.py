@@ -119,7 +119,7 @@ def for_push(document: dict[str, Any]) -> dict[str, Any]:
     result = document.get("result")
     if result is None:
         return document
-    limit = conf.get("TASKSTORE_PUSH_RESULT_LIMIT")
+    limit = conf.push_result_limit()
     if len(json.dumps(result, separators=(",", ":"))) <= limit:
         return document
     return {**document, "result": None, "result_truncated": True}

@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from billiard.einfo import ExceptionWithTraceback
 from celery.utils.serialization import UnpickleableExceptionWrapper, ensure_serializable
 
 
 def _original(exc: BaseException) -> BaseException:
-    # Celery wraps some exceptions (ExceptionWithTraceback); the original is what users raised.
-    return getattr(exc, "exc", exc) if type(exc).__name__ == "ExceptionWithTraceback" else exc
+    # A prefork pool child hands the parent its exception wrapped with the traceback text
+    # (billiard, Celery's pool, defines the wrapper; Celery itself imports it from there). The
+    # original is what users raised.
+    return exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
 
 
 def error_from_exception(exc: BaseException | None) -> dict[str, str] | None:

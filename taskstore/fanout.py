@@ -171,7 +171,7 @@ class Hub:
         # Spread over the interval, not all at once: hundreds of calls in a row hold up the
         # connection the process receives on.
         while True:
-            interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL"))
+            interval = conf.reconcile_interval()
             if interval <= 0:
                 return
             entries = list(self.groups.values())

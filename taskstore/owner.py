@@ -45,14 +45,17 @@ def current_owner_id() -> int | None:
 
 
 def _owner_of_running_task() -> int | None:
-    from celery._state import get_current_task
+    from celery import current_task
 
-    task = get_current_task()
-    if task is None or task.request is None:
+    # A proxy to the task running in this thread: false when there is none.
+    if not current_task:
         return None
-    value = getattr(task.request, OWNER_HEADER, None)
+    request = current_task.request
+    if request is None:
+        return None
+    value = getattr(request, OWNER_HEADER, None)
     if value is None:
-        headers = getattr(task.request, "headers", None) or {}
+        headers = getattr(request, "headers", None) or {}
         value = headers.get(OWNER_HEADER)
     try:
         return int(value) if value is not None else None

@@ -29,11 +29,11 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from asgiref.sync import SyncToAsync
-from channels.layers import channel_layers, get_channel_layer
+from channels.layers import get_channel_layer
 
 from taskstore import core_groups, pubsub_pipeline
 from taskstore.backoff import Backoff
+from taskstore.calling_loop import calling_loop
 
 logger = logging.getLogger(__name__)
 
@@ -219,8 +219,8 @@ class Publisher:
                 self._idle.notify_all()
 
     def _target_loop(self) -> asyncio.AbstractEventLoop:
-        outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
-        if _usable(outer) and getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) == (os.getpid()):
+        outer = calling_loop()  # sync code that sync_to_async runs: its caller's loop
+        if _usable(outer):
             return outer  # type: ignore[return-value]
         try:
             running = asyncio.get_running_loop()
@@ -261,8 +261,8 @@ class Publisher:
             self._senders = {}
             self._thread_loop = None
             self._home_loop = None
-            # The parent's layer holds connections bound to loops this process does not run.
-            channel_layers.backends.clear()
+            # The parent's channel layer may come along: channels-redis keeps a connection pool
+            # per event loop, and this process sends from loops of its own, so it makes its own.
 
 
 async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:

@@ -5,8 +5,11 @@ Redis host: a transition's two or three messages (the task's group, the staff fe
 feed) are as many round trips, and each is serialised again. Here the messages of a batch (one
 transition, or several queued together) are serialised once per message and sent as one
 pipeline per host. It uses the layer's own naming and serialisation, reached through attributes
-of channels-redis 4 that are not public API; for any other layer (or if those are missing) it
-declines and the publisher falls back to ``group_send``.
+of channels-redis 4 that are not public API (``_get_layer``, ``_get_group_channel_name``,
+``_get_shard``, a shard's ``_lock``, ``_ensure_redis`` and ``_redis``): channel layers have no
+bulk send (django/channels_redis#399, open). This module is the only one that reads them, and
+tests/test_library_internals.py fails if a release changes them; for any other layer (or if
+those are missing) it declines and the publisher falls back to ``group_send``.
 """
 
 from __future__ import annotations

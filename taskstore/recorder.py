@@ -127,7 +127,7 @@ def record_many(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
 
 def _retrying(write: Callable[[], _T], state: str, subject: str) -> _T:
     """Run ``write``; on a lost or refused connection, retry it on a fresh one within the budget."""
-    budget = conf.get("TASKSTORE_WRITE_RETRY_SECONDS")
+    budget = conf.write_retry_seconds()
     if state not in states.TERMINAL_STATES:
         budget = min(budget, 5.0)
     deadline = time.monotonic() + budget

@@ -20,8 +20,8 @@ def delete_expired(expires: float | None = None, batch_size: int | None = None) 
     Works in batches, each its own short transaction, so no lock is held for long and a
     busy table keeps serving writes between batches.
     """
-    seconds = conf.get("TASKSTORE_RESULT_EXPIRES") if expires is None else expires
-    size = batch_size or conf.get("TASKSTORE_CLEANUP_BATCH")
+    seconds = conf.result_expires() if expires is None else expires
+    size = batch_size or conf.cleanup_batch()
     cutoff = timezone.now() - timedelta(seconds=seconds)
     deleted = 0
     while True:

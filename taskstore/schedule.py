@@ -20,7 +20,7 @@ ENTRY_NAME = "taskstore-cleanup"
 
 def add_cleanup_entry(sender: Any = None, **_: Any) -> None:
     """``beat_init`` handler: schedule the cleanup every TASKSTORE_CLEANUP_INTERVAL seconds."""
-    interval = conf.get("TASKSTORE_CLEANUP_INTERVAL")
+    interval = conf.cleanup_interval()
     scheduler = getattr(sender, "scheduler", None)
     if not interval or scheduler is None:
         return

@@ -147,7 +147,7 @@ def on_prerun(
         parent_id=request.parent_id,
     )
     if not request.is_eager:
-        seconds = conf.get("TASKSTORE_STARTED_LINGER")
+        seconds = conf.started_linger()
         if seconds > 0:
             linger.held.hold(replace(started, at=timezone.now()), seconds)
         else:

@@ -25,7 +25,7 @@ def check_token(identifier: str, token: str | None, kind: str = "task") -> bool:
     if not token or not isinstance(token, str):
         return False
     try:
-        _signer(kind).unsign(f"{identifier}:{token}", max_age=conf.get("TASKSTORE_TOKEN_MAX_AGE"))
+        _signer(kind).unsign(f"{identifier}:{token}", max_age=conf.token_max_age())
     except signing.BadSignature:
         return False
     return True

@@ -54,7 +54,7 @@ async def wait(task_id: str, timeout: float | None = None) -> dict[str, Any]:
 async def _listen(
     receive: layer_outages.Receive, join: Callable[[], Awaitable[None]], task_id: str
 ) -> dict[str, Any]:
-    interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL")) or None
+    interval = conf.reconcile_interval() or None
     while True:
         # Read after joining (and again after each quiet interval): a state committed before
         # the join is seen here, one committed after it arrives as a message.

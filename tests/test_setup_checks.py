@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery
 from celery.beat import Service
 from celery.signals import beat_init
 from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from taskstore import conf, layers, schedule
@@ -93,6 +95,10 @@ def test_pickle_is_refused() -> None:
         ("TASKSTORE_ANONYMOUS_SUBMIT", "yes"),
         ("TASKSTORE_WEBSOCKET_PREFIX", "ws?/"),
         ("TASKSTORE_STARTED_LINGER", -0.5),
+        ("TASKSTORE_RATE_BURST", 1.5),
+        ("TASKSTORE_MAX_FRAME_BYTES", 100),
+        ("TASKSTORE_WATCH_QUEUES", "celery"),
+        ("TASKSTORE_METRICS_TOKEN", "short"),
     ],
 )
 def test_a_bad_setting_value_is_named(name: str, value: object) -> None:
@@ -101,6 +107,55 @@ def test_a_bad_setting_value_is_named(name: str, value: object) -> None:
     assert len(found) == 1
     assert found[0].startswith(f"{name} must be")
     assert repr(value) in found[0]
+
+
+def test_a_bad_setting_is_refused_where_it_is_read_and_by_the_system_checks() -> None:
+    with override_settings(TASKSTORE_MAX_SUBSCRIPTIONS="many", TASKSTORE_CLEANUP_INTERVAL="hourly"):
+        with pytest.raises(
+            ImproperlyConfigured, match=r"^TASKSTORE_MAX_SUBSCRIPTIONS must be a whole number"
+        ):
+            conf.max_subscriptions()
+        messages = [m for m in run_checks() if m.id == "taskstore.E006"]
+    assert sorted(m.msg.split()[0] for m in messages) == [
+        "TASKSTORE_CLEANUP_INTERVAL",
+        "TASKSTORE_MAX_SUBSCRIPTIONS",
+    ]
+
+
+def test_each_setting_has_its_default_and_its_type(settings: Any) -> None:
+    for setting in conf.SETTINGS:
+        if hasattr(settings, setting.name):
+            delattr(settings, setting.name)
+    assert conf.problems() == []
+    assert conf.submittable_tasks() == () and conf.watch_queues() == ()
+    assert conf.anonymous_submit() is False  # None: DEBUG's value (off in the tests)
+    settings.DEBUG = True
+    assert conf.anonymous_submit() is True
+    assert (conf.max_subscriptions(), conf.rate_burst(), conf.max_frame_bytes()) == (200, 100, 16384)
+    assert (conf.send_buffer_bytes(), conf.push_result_limit()) == (256 * 1024, 64 * 1024)
+    assert (conf.result_expires(), conf.token_max_age(), conf.cleanup_batch()) == (604800, 604800, 500)
+    assert conf.cleanup_interval() == 3600.0 and conf.reconcile_interval() == 5.0
+    assert conf.write_retry_seconds() == 30.0 and conf.started_linger() == 0.05
+    assert (conf.worker_heartbeat(), conf.worker_lost_after(), conf.monitor_interval()) == (5.0, 30.0, 5.0)
+    assert conf.websocket_prefix() == "ws/" and conf.metrics_token() is None
+    assert conf.websocket_path("feed") == "/ws/feed/"
+    # Numbers that may be fractional read as floats even when written whole.
+    settings.TASKSTORE_RATE_LIMIT = 20
+    assert isinstance(conf.rate_limit(), float)
+
+
+def test_the_settings_table_in_the_docs_matches_the_rules() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`TASKSTORE_"):
+            rows[cells[0].strip("`")] = cells
+    assert set(rows) == {setting.name for setting in conf.SETTINGS}
+    for setting in conf.SETTINGS:
+        _, default, rule, _ = rows[setting.name]
+        assert default.startswith(f"`{setting.default!r}`"), setting.name
+        assert rule == setting.rule.describe, setting.name
 
 
 def test_a_bad_setting_stops_the_process_at_start(tmp_path: Path) -> None:
@@ -150,7 +205,7 @@ def test_beat_schedules_the_cleanup_when_it_starts(tmp_path: Path) -> None:
     beat_init.send(sender=service)
     entry = service.scheduler.schedule[schedule.ENTRY_NAME]
     assert entry.task == "taskstore.tasks.cleanup"
-    assert entry.schedule.run_every.total_seconds() == conf.get("TASKSTORE_CLEANUP_INTERVAL")
+    assert entry.schedule.run_every.total_seconds() == conf.cleanup_interval()
 
 
 def test_beat_keeps_a_cleanup_the_project_scheduled(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.channel_name = None
         self.hub = fanout.hub_for(self.channel_layer) if self.channel_layer is not None else None
         self.raw_send = send
-        self.outbox_limit = int(conf.get("TASKSTORE_SEND_BUFFER_BYTES"))
+        self.outbox_limit = conf.send_buffer_bytes()
         self.outbox = Outbox(send, self.outbox_limit, self.too_slow)
         self.base_send = self._queue_event
         self.backlog: deque[dict[str, Any]] | None = None
@@ -151,8 +151,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         # What the session granted; checked again periodically and when a signal asks.
         self.grant = sessions.Grant.of(self.scope, self.viewer)
         self.session_lock: asyncio.Lock | None = None  # made by the first check_session
-        self.max_frame_bytes = int(conf.get("TASKSTORE_MAX_FRAME_BYTES"))
-        self.limiter = FrameLimiter(conf.get("TASKSTORE_RATE_LIMIT"), conf.get("TASKSTORE_RATE_BURST"))
+        self.max_frame_bytes = conf.max_frame_bytes()
+        self.limiter = FrameLimiter(conf.rate_limit(), conf.rate_burst())
         # Under the lock: what ``prepare`` joins is in place before the client sees the socket
         # open, and messages that arrive meanwhile wait in the backlog until it is.
         async with self.lock:
@@ -197,7 +197,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     def start_checks(self) -> None:
         """Schedule the periodic check (every TASKSTORE_RECONCILE_INTERVAL seconds)."""
-        interval = float(conf.get("TASKSTORE_RECONCILE_INTERVAL"))
+        interval = conf.reconcile_interval()
         if interval <= 0:
             return
         self.check_interval, self.check_backoff, self.check_retry_at = interval, 0.0, 0.0
@@ -227,7 +227,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         Channels' own dispatch closes stale database connections before every message, one
         thread hop per live update. The handlers here touch the database only through
         ``database_sync_to_async`` helpers, which do that cleanup themselves, so the hot path
-        skips it.
+        skips it. Handlers are found by Channels' own rule (``get_handler_name``: the type's dots
+        become underscores, as Channels documents); tests/test_library_internals.py checks it.
         """
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:

@@ -168,8 +168,15 @@ def _nothing() -> int:
 
 
 def _daphne_parts(send: Send) -> tuple[Any, Any] | None:
-    # daphne's send is partial(server.handle_reply, protocol), under Channels' session
-    # middleware (which keeps it as ``real_send``) and any others that do the same.
+    """daphne's server and protocol behind ``send``, or None for another server.
+
+    The one place that looks inside daphne's ``send``: ``partial(Server.handle_reply,
+    protocol)``, reached through middleware that wrap it and keep it as ``real_send``
+    (Channels' session middleware). Neither daphne nor the ASGI spec offers a way to hand a
+    frame over without a coroutine, or to ask what the server still holds unsent (daphne
+    buffers without bound for a client that stops reading: django/daphne#170, open);
+    tests/test_library_internals.py fails if daphne or Channels change what this relies on.
+    """
     for _ in range(8):
         if isinstance(send, functools.partial):
             server = getattr(send.func, "__self__", None)
@@ -217,17 +224,11 @@ def server_buffer(send: Send) -> Callable[[], int]:
     one as ``real_send``). Other servers (uvicorn) make ``send`` wait instead, which the outbox
     counts itself: for them this gives 0.
     """
-    for _ in range(8):
-        if isinstance(send, functools.partial) and send.args:
-            transport = getattr(send.args[0], "transport", None)
-            if transport is not None and hasattr(transport, "dataBuffer"):
-                return functools.partial(_twisted_buffered, transport)
-            return _nothing
-        inner = getattr(getattr(send, "__self__", None), "real_send", None)
-        if inner is None:
-            return _nothing
-        send = inner
-    return _nothing
+    parts = _daphne_parts(send)
+    transport = getattr(parts[1], "transport", None) if parts is not None else None
+    if transport is None or not hasattr(transport, "dataBuffer"):
+        return _nothing
+    return functools.partial(_twisted_buffered, transport)
 
 
 def _twisted_buffered(transport: Any) -> int:

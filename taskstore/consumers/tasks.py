@@ -53,8 +53,9 @@ class TaskConsumer(LiveConsumer):
         if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
             raise BadRequest("'since' must be a whole number, 0 or more.", **ids)
         held = self.task_streams if kind == "task" else self.group_streams
-        if identifier not in held and len(self.task_streams) + len(self.group_streams) >= conf.get(
-            "TASKSTORE_MAX_SUBSCRIPTIONS"
+        if (
+            identifier not in held
+            and len(self.task_streams) + len(self.group_streams) >= conf.max_subscriptions()
         ):
             raise TooManySubscriptions(
                 "This socket holds the most subscriptions allowed: unsubscribe from some first.", **ids

@@ -36,7 +36,7 @@ def register_watched() -> None:
     """Put this process's TASKSTORE_WATCH_QUEUES on the deployment's list (a queue row each,
     depth unknown until read), so whichever process reads the depths reads them too."""
     now = timezone.now()
-    for name in conf.get("TASKSTORE_WATCH_QUEUES"):
+    for name in conf.watch_queues():
         QueueRecord.objects.get_or_create(name=name, defaults={"date_updated": now})
 
 
@@ -44,7 +44,7 @@ def queue_names() -> list[str]:
     """The queues to watch: the default queue, the configured ones, TASKSTORE_WATCH_QUEUES, every
     queue a known worker consumes, and every queue already on the list."""
     app = current_app
-    names = {app.conf.task_default_queue, *conf.get("TASKSTORE_WATCH_QUEUES")}
+    names = {app.conf.task_default_queue, *conf.watch_queues()}
     names.update(QueueRecord.objects.values_list("name", flat=True))
     names.update(q.name for q in app.conf.task_queues or [])
     for queues in WorkerRecord.objects.values_list("queues", flat=True):

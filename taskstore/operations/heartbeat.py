@@ -100,7 +100,7 @@ def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
 
 def _beat(hostname: str, started: datetime, about: dict[str, Any], stop: threading.Event) -> None:
     """The heartbeat loop: count, renew the lease when due; write only what changed."""
-    while not stop.wait(float(conf.get("TASKSTORE_WORKER_HEARTBEAT"))):
+    while not stop.wait(conf.worker_heartbeat()):
         close_old_connections()
         try:
             workers.heartbeat(hostname, started, about)

@@ -153,7 +153,7 @@ def authorised(request: HttpRequest) -> bool:
     """An active staff session, or the configured bearer token."""
     if Viewer.of(getattr(request, "user", None)).staff:
         return True
-    token = conf.get("TASKSTORE_METRICS_TOKEN")
+    token = conf.metrics_token()
     header = request.headers.get("Authorization", "")
     if token and header.startswith("Bearer "):
         return hmac.compare_digest(header[len("Bearer ") :].encode(), str(token).encode())

@@ -62,7 +62,7 @@ def lease_name() -> str:
 def take_lease() -> bool:
     """Take or renew the monitor's lease; True when this process holds it for the round."""
     now = timezone.now()
-    interval = float(conf.get("TASKSTORE_MONITOR_INTERVAL"))
+    interval = conf.monitor_interval()
     me = holder_id()
     name = lease_name()
     until = now + timedelta(seconds=max(3 * interval, 2.0))
@@ -126,7 +126,7 @@ def stop() -> None:
 
 
 def _loop(stop: threading.Event) -> None:
-    delay = float(conf.get("TASKSTORE_MONITOR_INTERVAL"))
+    delay = conf.monitor_interval()
     while not stop.wait(delay):
         close_old_connections()
         try:
@@ -136,5 +136,5 @@ def _loop(stop: threading.Event) -> None:
             logger.exception("The operations monitor round failed; next try in %.1fs", delay)
             connection.close()
         else:
-            delay = float(conf.get("TASKSTORE_MONITOR_INTERVAL"))
+            delay = conf.monitor_interval()
     connection.close()

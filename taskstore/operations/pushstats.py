@@ -82,7 +82,7 @@ def flush() -> None:
 
 def totals() -> dict[str, int]:
     """The sums over every server process's row (open sockets: live processes only)."""
-    fresh = timezone.now() - timedelta(seconds=3 * float(conf.get("TASKSTORE_MONITOR_INTERVAL")) + 1)
+    fresh = timezone.now() - timedelta(seconds=3 * conf.monitor_interval() + 1)
     rows = PushCounters.objects.aggregate(
         frames_sent=Sum("frames_sent"),
         gaps_filled=Sum("gaps_filled"),

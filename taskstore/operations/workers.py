@@ -77,7 +77,7 @@ def write(hostname: str, build: Build) -> dict[str, Any] | None:
 
 def lease(now: datetime) -> datetime:
     """When a worker renewed at ``now`` counts as lost."""
-    return now + timedelta(seconds=float(conf.get("TASKSTORE_WORKER_LOST_AFTER")))
+    return now + timedelta(seconds=conf.worker_lost_after())
 
 
 def online(hostname: str, details: dict[str, Any]) -> dict[str, Any] | None:
@@ -114,7 +114,7 @@ def heartbeat(hostname: str, started: datetime, details: dict[str, Any]) -> dict
     if seen is None:
         seen = WorkerRecord(hostname=hostname, started=started, counted_until=started, **details)
     fresh = counts(seen, timezone.now() - COMMIT_LAG)
-    half_lease = timedelta(seconds=float(conf.get("TASKSTORE_WORKER_LOST_AFTER")) / 2)
+    half_lease = timedelta(seconds=conf.worker_lost_after() / 2)
 
     def build(row: WorkerRecord | None, now: datetime) -> dict[str, Any] | None:
         if row is None:

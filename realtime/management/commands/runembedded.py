@@ -36,7 +36,7 @@ class Command(BaseCommand):
         worker = EmbeddedWorker(concurrency=options["concurrency"])
         worker.start()
         db = settings.DATABASES["default"]["NAME"]
-        anonymous = "on" if conf.get("TASKSTORE_ANONYMOUS_SUBMIT") else "off"
+        anonymous = "on" if conf.anonymous_submit() else "off"
         debug = "on" if settings.DEBUG else "off"
         self.stdout.write(
             f"Embedded default: SQLite at {db}, in-memory channel layer, in-process Celery worker.\n"
