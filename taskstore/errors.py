@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from billiard.einfo import ExceptionWithTraceback
+from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]  # not in celery-types
 from celery.utils.serialization import UnpickleableExceptionWrapper, ensure_serializable
 
 
@@ -29,7 +29,7 @@ def error_from_exception(exc: BaseException | None) -> dict[str, str] | None:
     exc = _original(exc)
     if isinstance(exc, UnpickleableExceptionWrapper):
         # Celery stands this in for an exception pickle cannot carry; name the one raised.
-        return {"type": exc.exc_cls_name, "message": _message(exc.exc_args)}
+        return {"type": str(exc.exc_cls_name), "message": _message(exc.exc_args)}
     return {"type": type(exc).__name__, "message": str(exc)}
 
 
@@ -68,6 +68,6 @@ def serialize_exception(exc: BaseException) -> dict[str, Any]:
     cls = type(exc)
     return {
         "exc_type": getattr(cls, "__qualname__", cls.__name__),
-        "exc_message": list(ensure_serializable(exc.args, json.dumps)),
+        "exc_message": list(ensure_serializable(list(exc.args), json.dumps)),
         "exc_module": cls.__module__,
     }

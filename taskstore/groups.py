@@ -57,6 +57,7 @@ def group_document(group: GroupRecord) -> dict[str, Any]:
     total = group.total if group.total is not None else recorded
     completed = sum(n for state, n in counts.items() if state in states.TERMINAL_STATES)
     done = total > 0 and completed >= total
+    state: str
     if done:
         state = states.SUCCESS if counts.get(states.SUCCESS, 0) >= total else states.FAILURE
     elif recorded and any(s not in (states.PENDING, states.RECEIVED) for s in counts):
