@@ -67,9 +67,23 @@ def first_error(form: forms.Form) -> str:
     return "Bad request."
 
 
+class WholeNumber(forms.IntegerField):
+    """A whole number as Python's ``int()`` reads it: ``1.0`` is refused (Django's own field
+    takes it)."""
+
+    def to_python(self, value: Any) -> int | None:
+        """The number, None when empty, or the field's "invalid" error."""
+        if value in self.empty_values:
+            return None
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
 def whole_number(name: str, minimum: int) -> forms.IntegerField:
     """An optional query parameter holding a whole number of at least ``minimum``."""
-    return forms.IntegerField(
+    return WholeNumber(
         required=False,
         min_value=minimum,
         error_messages={
