@@ -56,6 +56,7 @@ class ActionsQuery(forms.Form):
     limit = whole_number("limit", minimum=1)
 
 
+@csrf_exempt  # read-only: every other method is a JSON 405 (403 for non-staff)
 @staff_only
 @methods("GET")
 def workers(request: HttpRequest) -> JsonResponse:
@@ -63,6 +64,7 @@ def workers(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"workers": workers_data()})
 
 
+@csrf_exempt  # read-only: every other method is a JSON 405 (403 for non-staff)
 @staff_only
 @methods("GET")
 def queues(request: HttpRequest) -> JsonResponse:
@@ -70,6 +72,7 @@ def queues(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"queues": queues_data()})
 
 
+@csrf_exempt  # read-only: every other method is a JSON 405 (403 for non-staff)
 @staff_only
 @methods("GET")
 def stats(request: HttpRequest) -> JsonResponse:
