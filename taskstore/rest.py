@@ -50,8 +50,9 @@ def csrf_passes(request: HttpRequest, view: Callable[..., Any]) -> bool:
 
     The API's views are ``csrf_exempt`` so that anonymous clients, who hold no CSRF cookie, can
     call them; a view calls this for session users, and answers its own JSON 403 when it fails
-    (Django's failure page is HTML). ``view`` must be the undecorated function: the middleware
-    skips views marked exempt.
+    (the middleware's answer is Django's HTML failure page; it logs the reason to
+    ``django.security.csrf``). ``view`` must be the undecorated function: the middleware skips
+    views marked exempt.
     """
     check = CsrfViewMiddleware(lambda _request: HttpResponse())
     check.process_request(request)
