@@ -46,9 +46,20 @@ FOLLOW_DJANGO = {"django"}
 FOLLOW_OLDEST = {"celery", "kombu", "billiard", "vine", "amqp", "redis", "channels", "channels-redis"}
 # Locked releases that need a newer Python than the session's: there the resolver picks the
 # newest release that installs (asgiref 3.13, autobahn 25.9, txaio 26, websockets 17 and
-# zope.interface 8.7 need Python 3.11, and pycparser 3.12).
+# zope.interface 8.7 need Python 3.11, and pycparser 3.12; so do hypothesis 6.170 and
+# schemathesis 4.32, and the schemathesis that installs there wants an older jsonschema-rs).
 FOLLOW_PYTHON = {
-    "3.10": {"asgiref", "autobahn", "pycparser", "txaio", "websockets", "zope-interface"},
+    "3.10": {
+        "asgiref",
+        "autobahn",
+        "hypothesis",
+        "jsonschema-rs",
+        "pycparser",
+        "schemathesis",
+        "txaio",
+        "websockets",
+        "zope-interface",
+    },
 }
 
 # `scripts/matrix --paired` (nox -t paired) runs each (Python, Django) pair once, the stacks
@@ -69,6 +80,7 @@ TEST_DEPS = [
     "playwright",
     "django-celery-results",
     "pyyaml",
+    "schemathesis",
 ]
 
 # Not copied beside the tests: the package (installed instead) and local state.

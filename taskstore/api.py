@@ -11,9 +11,9 @@ import logging
 from typing import Any
 
 from celery import current_app
+from django import forms
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -28,54 +28,70 @@ from taskstore.permissions import (
     shown_task,
     task_for,
 )
+from taskstore.rest import CSRF_FAILED, JsonValue, csrf_passes, error, first_error, methods, whole_number
 from taskstore.tokens import make_token
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 500
-SUBMIT_FIELDS = frozenset({"task", "args", "kwargs"})
 NOT_FOUND = "No such task, or you may not see it."
+GROUP_NOT_FOUND = "No such group, or you may not see it."
 
 
-class BadInput(ValueError):
-    """A request the API cannot act on; answered with 400 and its message."""
+class TaskListQuery(forms.Form):
+    """``GET /api/tasks/``'s query: ``limit`` (1 or more, at most 500 are shown), ``state``."""
+
+    limit = whole_number("limit", minimum=1)
+    state = forms.CharField(required=False)
 
 
-def error(status: int, message: str, **headers: str) -> JsonResponse:
-    """``{"error": message}`` with ``status``."""
-    response = JsonResponse({"error": message}, status=status)
-    for name, value in headers.items():
-        response[name] = value
-    return response
+class EventsQuery(forms.Form):
+    """``GET /api/tasks/<id>/events/``'s query: ``since``, a version (0 or more)."""
+
+    since = whole_number("since", minimum=0)
 
 
-def not_allowed(*methods: str) -> JsonResponse:
-    """405 naming the methods the resource answers."""
-    return error(405, f"Use {' or '.join(methods)}.", Allow=", ".join(methods))
+class Submission(forms.Form):
+    """A submit request's JSON body: ``{"task": NAME, "args": [...], "kwargs": {...}}``."""
+
+    task = JsonValue(object, message="Name the task to submit.")
+    args = JsonValue(list, message="'args' must be a JSON array.")
+    kwargs = JsonValue(dict, message="'kwargs' must be a JSON object.")
+
+    def clean_task(self) -> str:
+        """The task's name, if it is one of the tasks that may be submitted."""
+        name = self.cleaned_data.get("task")
+        if not isinstance(name, str) or name not in conf.submittable_tasks():
+            raise forms.ValidationError(
+                f"Unknown task {name!r}: it is not one of the tasks that may be submitted."
+            )
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        """Refuse fields the API does not read (a queue, options): nothing is silently dropped."""
+        unknown = set(self.data) - set(self.fields)
+        if unknown:
+            raise forms.ValidationError(
+                f"Unknown fields {sorted(unknown)}: only task, args and kwargs are read."
+            )
+        return super().clean() or {}
 
 
-@csrf_exempt  # checked below for session users only: anonymous API clients hold no CSRF cookie
+@csrf_exempt  # checked in submit() for session users only: anonymous API clients hold no CSRF cookie
+@methods("GET", "POST")
 def tasks(request: HttpRequest) -> JsonResponse:
     """``GET /api/tasks/``: tasks the caller may see; ``POST``: submit a task."""
     if request.method == "POST":
         return submit(request)
-    if request.method != "GET":
-        return not_allowed("GET", "POST")
+    query = TaskListQuery(request.GET)
+    if not query.is_valid():
+        return error(400, first_error(query))
+    limit = min(query.cleaned_data["limit"] or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
     viewer = Viewer.of(request.user)
-    try:
-        limit = whole_number(request.GET.get("limit"), "limit", default=DEFAULT_LIST_LIMIT, minimum=1)
-    except BadInput as problem:
-        return error(400, str(problem))
-    limit = min(limit, MAX_LIST_LIMIT)
-    if viewer.anonymous:
-        return JsonResponse({"tasks": []})
-    records = TaskRecord.objects.order_by("-date_created", "-task_id")
-    if not viewer.staff:
-        records = records.filter(owner_id=viewer.user_id)
-    state = request.GET.get("state")
-    if state:
-        records = records.filter(state=state)
+    records = TaskRecord.objects.visible_to(viewer).order_by("-date_created", "-task_id")
+    if query.cleaned_data["state"]:
+        records = records.filter(state=query.cleaned_data["state"])
     return JsonResponse({"tasks": [shown_task(task_document(r), viewer) for r in records[:limit]]})
 
 
@@ -84,14 +100,21 @@ def submit(request: HttpRequest) -> JsonResponse:
     viewer = Viewer.of(request.user)
     if viewer.anonymous and not conf.anonymous_submit():
         return error(403, "Log in to submit tasks.")
-    if not viewer.anonymous:
-        reason = csrf_problem(request)
-        if reason is not None:
-            return error(403, f"CSRF check failed: {reason}. Send the X-CSRFToken header.")
+    if not viewer.anonymous and not csrf_passes(request, submit):
+        return error(403, CSRF_FAILED)
     try:
-        name, args, kwargs = submission(request)
-    except BadInput as problem:
-        return error(400, str(problem))
+        body = json.loads(request.body or b"null")
+    except RequestDataTooBig:
+        return error(400, "The request body is too large.")
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "The body must be JSON.")
+    if not isinstance(body, dict):
+        return error(400, 'The body must be a JSON object: {"task": NAME, "args": [], "kwargs": {}}.')
+    form = Submission(body)
+    if not form.is_valid():
+        return error(400, first_error(form))
+    name = form.cleaned_data["task"]
+    args, kwargs = form.cleaned_data["args"] or [], form.cleaned_data["kwargs"] or {}
     try:
         # Sent inside the request, so TaskOwnerMiddleware makes the caller its owner.
         result = current_app.send_task(name, args=args, kwargs=kwargs)
@@ -101,33 +124,10 @@ def submit(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"task_id": result.id, "token": make_token(result.id)}, status=202)
 
 
-def submission(request: HttpRequest) -> tuple[str, list[Any], dict[str, Any]]:
-    """The task name, args and kwargs of a submit request's JSON body, or BadInput."""
-    try:
-        body = json.loads(request.body or b"null")
-    except RequestDataTooBig:
-        raise BadInput("The request body is too large.") from None
-    except (ValueError, UnicodeDecodeError):
-        raise BadInput("The body must be JSON.") from None
-    if not isinstance(body, dict):
-        raise BadInput('The body must be a JSON object: {"task": NAME, "args": [], "kwargs": {}}.')
-    unknown = set(body) - SUBMIT_FIELDS
-    if unknown:
-        raise BadInput(f"Unknown fields {sorted(unknown)}: only task, args and kwargs are read.")
-    name, args, kwargs = body.get("task"), body.get("args", []), body.get("kwargs", {})
-    if not isinstance(name, str) or name not in conf.submittable_tasks():
-        raise BadInput(f"Unknown task {name!r}: it is not one of the tasks that may be submitted.")
-    if not isinstance(args, list):
-        raise BadInput("'args' must be a JSON array.")
-    if not isinstance(kwargs, dict):
-        raise BadInput("'kwargs' must be a JSON object.")
-    return name, args, kwargs
-
-
+@csrf_exempt  # read-only: every other method is a JSON 405, with or without a CSRF token
+@methods("GET")
 def task_detail(request: HttpRequest, task_id: str) -> JsonResponse:
     """``GET /api/tasks/<id>/``: the task document."""
-    if request.method != "GET":
-        return not_allowed("GET")
     viewer = Viewer.of(request.user)
     document = task_for(viewer, task_id, request.GET.get("token"))
     if document is None:
@@ -135,51 +135,25 @@ def task_detail(request: HttpRequest, task_id: str) -> JsonResponse:
     return JsonResponse(shown_task(document, viewer))
 
 
+@csrf_exempt  # read-only: every other method is a JSON 405, with or without a CSRF token
+@methods("GET")
 def task_events(request: HttpRequest, task_id: str) -> JsonResponse:
     """``GET /api/tasks/<id>/events/?since=N``: the task's documents above version N, ascending."""
-    if request.method != "GET":
-        return not_allowed("GET")
     viewer = Viewer.of(request.user)
-    try:
-        since = whole_number(request.GET.get("since"), "since", default=0, minimum=0)
-    except BadInput as problem:
-        return error(400, str(problem))
+    query = EventsQuery(request.GET)
+    if not query.is_valid():
+        return error(400, first_error(query))
     if task_for(viewer, task_id, request.GET.get("token")) is None:
         return error(404, NOT_FOUND)
+    since = query.cleaned_data["since"] or 0
     return JsonResponse({"events": [shown_task(d, viewer) for d in events_after(task_id, since)]})
 
 
+@csrf_exempt  # read-only: every other method is a JSON 405, with or without a CSRF token
+@methods("GET")
 def group_detail(request: HttpRequest, group_id: str) -> JsonResponse:
     """``GET /api/groups/<id>/``: the group document."""
-    if request.method != "GET":
-        return not_allowed("GET")
     document = group_for(Viewer.of(request.user), group_id, request.GET.get("token"))
     if document is None:
-        return error(404, "No such group, or you may not see it.")
+        return error(404, GROUP_NOT_FOUND)
     return JsonResponse(shown_group(document))
-
-
-def whole_number(raw: str | None, name: str, default: int, minimum: int) -> int:
-    """A query parameter as a whole number of at least ``minimum``, or BadInput."""
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadInput(f"'{name}' must be a whole number.") from None
-    if value < minimum:
-        raise BadInput(f"'{name}' must be at least {minimum}.")
-    return value
-
-
-class _CsrfCheck(CsrfViewMiddleware):
-    # Give back the failure reason instead of rendering Django's HTML failure page.
-    def _reject(self, request: HttpRequest, reason: str) -> Any:
-        return reason
-
-
-def csrf_problem(request: HttpRequest) -> str | None:
-    """Why the request fails Django's CSRF check, or None when it passes."""
-    check = _CsrfCheck(lambda r: None)
-    check.process_request(request)
-    return check.process_view(request, None, (), {})

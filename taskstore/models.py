@@ -8,12 +8,38 @@ on a write anywhere else (docs/reliability.md, "The write path").
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
+
+if TYPE_CHECKING:
+    # Only for the annotation: taskstore.permissions imports this module.
+    from taskstore.permissions import Viewer
+
+
+class TaskQuerySet(models.QuerySet["TaskRecord"]):
+    """Task rows, with the one rule for which of them a viewer may list."""
+
+    def visible_to(self, viewer: Viewer) -> TaskQuerySet:
+        """The tasks ``viewer`` may see without a token: all for staff, their own for a user,
+        none for anonymous callers.
+
+        Lists and feeds use this; a single id may also be opened with its token
+        (:func:`taskstore.permissions.may_see`). :func:`taskstore.permissions.may_see_owned`
+        says the same for one document already in hand.
+        """
+        if viewer.staff:
+            return self.all()
+        if viewer.user_id is None:
+            return self.none()
+        return self.filter(owner_id=viewer.user_id)
 
 
 class TaskRecord(models.Model):
     """The latest recorded state of one Celery task."""
+
+    objects = TaskQuerySet.as_manager()
 
     task_id = models.CharField("task id", max_length=255, primary_key=True)
     task_name = models.CharField("task name", max_length=255, blank=True, default="")

@@ -66,7 +66,11 @@ def may_see_unrecorded(viewer: Viewer, identifier: str, token: str | None, kind:
 
 
 def may_see_owned(viewer: Viewer, owner_id: int | None) -> bool:
-    """Whether a feed of ``viewer`` may show a task owned by ``owner_id`` (no token on feeds)."""
+    """Whether a feed of ``viewer`` may show a task owned by ``owner_id`` (no token on feeds).
+
+    The rule of ``TaskRecord.objects.visible_to`` (taskstore.models) for one document already
+    in hand; tests/test_visibility.py holds the two to the same answers.
+    """
     return viewer.staff or (owner_id is not None and viewer.user_id == owner_id)
 
 

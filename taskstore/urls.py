@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from taskstore import api
+from taskstore import api, openapi
 from taskstore.operations.urls import urlpatterns as operations_urlpatterns
 
 app_name = "taskstore"
@@ -12,5 +12,6 @@ urlpatterns = [
     path("tasks/<str:task_id>/", api.task_detail, name="task"),
     path("tasks/<str:task_id>/events/", api.task_events, name="task-events"),
     path("groups/<str:group_id>/", api.group_detail, name="group"),
+    path("openapi.json", openapi.openapi_view, name="openapi"),
     *operations_urlpatterns,
 ]

@@ -245,7 +245,10 @@ def test_a_session_without_the_csrf_token_is_refused(users: dict[str, Any], sent
     client, _ = csrf_client(users["owner"])
     response = post(client, {"task": "realtime.tasks.add", "args": [2, 3]})
     assert response.status_code == 403
+    assert response["Content-Type"] == "application/json"
     assert "CSRF" in response.json()["error"]
+    forged = post(client, {"task": "realtime.tasks.add", "args": [2, 3]}, X_CSRFToken="x" * 32)
+    assert forged.status_code == 403 and "CSRF" in forged.json()["error"]
     assert sent == []
 
 
@@ -289,7 +292,27 @@ def test_other_methods_get_405(users: dict[str, Any]) -> None:
     response = client.put("/api/tasks/")
     assert response.status_code == 405
     assert response["Allow"] == "GET, POST"
-    assert client.post(f"/api/tasks/{uuid4()}/").status_code == 405
+    assert response.json() == {"error": "Use GET or POST."}
+    for path in (f"/api/tasks/{uuid4()}/", f"/api/tasks/{uuid4()}/events/", f"/api/groups/{uuid4()}/"):
+        refused = client.post(path)
+        assert (refused.status_code, refused["Allow"], refused.json()) == (405, "GET", {"error": "Use GET."})
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "message"),
+    [
+        ("/api/tasks/", {"limit": "0"}, "'limit' must be at least 1."),
+        ("/api/tasks/", {"limit": "ten"}, "'limit' must be a whole number."),
+        ("/api/tasks/", {"state": "SUCCESS\x00"}, "Null characters are not allowed."),
+        ("/api/tasks/{task_id}/events/", {"since": "-1"}, "'since' must be at least 0."),
+    ],
+)
+def test_bad_query_parameters_get_400_saying_which(
+    users: dict[str, Any], path: str, query: dict[str, str], message: str
+) -> None:
+    task_id = failed_task(users["owner"])
+    response = client_for(users["owner"]).get(path.format(task_id=task_id), query)
+    assert (response.status_code, response.json()) == (400, {"error": message})
 
 
 def test_the_login_page_renders_a_plain_form() -> None:

@@ -140,8 +140,6 @@ def _newer_groups(held: dict[str, int]) -> list[dict[str, Any]]:
 def updated_since(viewer: Viewer, moment: datetime, limit: int) -> list[dict[str, Any]]:
     """The current documents of the tasks a feed of ``viewer`` shows that changed at or after
     ``moment``, oldest change first, at most ``limit`` of them (the most recent ones)."""
-    tasks = TaskRecord.objects.filter(date_updated__gte=moment)
-    if not viewer.staff:
-        tasks = tasks.filter(owner_id=viewer.user_id)
+    tasks = TaskRecord.objects.visible_to(viewer).filter(date_updated__gte=moment)
     recent = list(tasks.order_by("-date_updated")[:limit])
     return [task_document(record) for record in reversed(recent)]

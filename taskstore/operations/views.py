@@ -11,15 +11,16 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django import forms
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from taskstore.api import BadInput, csrf_problem, error, not_allowed, whole_number
 from taskstore.operations import actions, statistics
 from taskstore.operations.documents import action_document, queue_document, worker_document
 from taskstore.operations.models import ControlAction, QueueRecord, WorkerRecord
 from taskstore.permissions import Viewer
+from taskstore.rest import CSRF_FAILED, csrf_passes, error, first_error, methods, whole_number
 
 View = Callable[[HttpRequest], JsonResponse]
 STAFF_ONLY = "The operations console is for staff."
@@ -49,27 +50,33 @@ def queues_data() -> list[dict[str, Any]]:
     return [queue_document(q) for q in QueueRecord.objects.all()]
 
 
+class ActionsQuery(forms.Form):
+    """``GET /api/ops/actions/``'s query: ``limit`` (1 or more, at most 200 are shown)."""
+
+    limit = whole_number("limit", minimum=1)
+
+
+@csrf_exempt  # read-only: every other method is a JSON 405 (403 for non-staff)
 @staff_only
+@methods("GET")
 def workers(request: HttpRequest) -> JsonResponse:
     """``GET /api/ops/workers/``: every known worker."""
-    if request.method != "GET":
-        return not_allowed("GET")
     return JsonResponse({"workers": workers_data()})
 
 
+@csrf_exempt  # read-only: every other method is a JSON 405 (403 for non-staff)
 @staff_only
+@methods("GET")
 def queues(request: HttpRequest) -> JsonResponse:
     """``GET /api/ops/queues/``: every watched queue's depth (null: the broker cannot tell)."""
-    if request.method != "GET":
-        return not_allowed("GET")
     return JsonResponse({"queues": queues_data()})
 
 
+@csrf_exempt  # read-only: every other method is a JSON 405 (403 for non-staff)
 @staff_only
+@methods("GET")
 def stats(request: HttpRequest) -> JsonResponse:
     """``GET /api/ops/stats/?window=1h``: statistics per task name over the window."""
-    if request.method != "GET":
-        return not_allowed("GET")
     try:
         name, window = statistics.window_of(request.GET.get("window"))
     except statistics.UnknownWindow as problem:
@@ -77,22 +84,25 @@ def stats(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"window": name, "tasks": statistics.task_statistics(window)})
 
 
-@csrf_exempt  # checked below: session users must send the CSRF token
+@csrf_exempt  # checked in take_action(): session users must send the CSRF token
 @staff_only
+@methods("GET", "POST")
 def actions_view(request: HttpRequest) -> JsonResponse:
     """``GET /api/ops/actions/``: the latest actions; ``POST``: take one."""
-    if request.method == "GET":
-        try:
-            limit = min(whole_number(request.GET.get("limit"), "limit", default=50, minimum=1), MAX_ACTIONS)
-        except BadInput as problem:
-            return error(400, str(problem))
-        rows = ControlAction.objects.all()[:limit]
-        return JsonResponse({"actions": [action_document(a) for a in rows]})
-    if request.method != "POST":
-        return not_allowed("GET", "POST")
-    reason = csrf_problem(request)
-    if reason is not None:
-        return error(403, f"CSRF check failed: {reason}. Send the X-CSRFToken header.")
+    if request.method == "POST":
+        return take_action(request)
+    query = ActionsQuery(request.GET)
+    if not query.is_valid():
+        return error(400, first_error(query))
+    limit = min(query.cleaned_data["limit"] or 50, MAX_ACTIONS)
+    rows = ControlAction.objects.all()[:limit]
+    return JsonResponse({"actions": [action_document(a) for a in rows]})
+
+
+def take_action(request: HttpRequest) -> JsonResponse:
+    """Take the control action the JSON body names, for active staff who passed the CSRF check."""
+    if not csrf_passes(request, take_action):
+        return error(403, CSRF_FAILED)
     try:
         action, target = actions.parse(json.loads(request.body or b"null"))
     except (ValueError, UnicodeDecodeError) as problem:
