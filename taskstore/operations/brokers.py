@@ -62,7 +62,8 @@ def read_depths(names: list[str]) -> tuple[str, dict[str, int | None]]:
         depths: dict[str, int | None] = {}
         for name in names:
             # A channel of its own: on RabbitMQ a missing queue closes the channel it was asked on.
-            channel = conn.channel()
+            # (The transport's own channel class; kombu's type names only their common base.)
+            channel: Any = conn.channel()
             try:
                 depths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
             except ChannelError:
@@ -112,7 +113,7 @@ def purge(name: str) -> int:
         raise UnknownQueue(f"No queue named {name!r} is configured or consumed by a known worker.")
     with current_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1)
-        channel = conn.channel()
+        channel: Any = conn.channel()
         try:
             return int(channel.queue_purge(name) or 0)
         except ChannelError:

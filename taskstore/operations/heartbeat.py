@@ -7,6 +7,7 @@ daemon thread there, so a SIGKILLed worker simply stops beating and the monitor
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import platform
@@ -15,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import celery
-import kombu
 from celery import signals
 from django.db import close_old_connections, connection
 
@@ -49,7 +49,7 @@ def details(consumer: Any) -> dict[str, Any]:
         "queues": queues,
         "software": {
             "celery": celery.__version__,
-            "kombu": kombu.__version__,
+            "kombu": importlib.metadata.version("kombu"),
             "python": platform.python_version(),
             "system": platform.system(),
         },

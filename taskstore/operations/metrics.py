@@ -123,7 +123,8 @@ def _queue_metrics() -> Iterator[Metric]:
         "celery_queue_length", "Messages waiting in the queue (absent: unknown).", labels=["queue_name"]
     )
     for queue in QueueRecord.objects.exclude(depth__isnull=True):
-        length.add_metric([queue.name], queue.depth)
+        if queue.depth is not None:  # excluded above; the type checker cannot tell
+            length.add_metric([queue.name], queue.depth)
     yield length
 
 

@@ -113,7 +113,7 @@ def _in_python(since: Any) -> list[dict[str, Any]]:
         group["count"] += 1
         group["failed"] += state == states.FAILURE
         group["retries"] += retries or 0
-        if started is not None:
+        if started is not None and done is not None:  # rows since `since` have a date_done
             group["runtime"].append((done - started).total_seconds())
             group["wait"].append((started - created).total_seconds())
     return [

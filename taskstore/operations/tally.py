@@ -11,6 +11,7 @@ tasks (cleanup) does not lower the totals.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,7 +55,7 @@ def _cursor(raw: Any) -> tuple[datetime, str] | None:
     return (moment, str(raw[1])) if moment else None
 
 
-def _page(field: str, cursor: tuple[datetime, str] | None, until: datetime) -> list[dict[str, Any]]:
+def _page(field: str, cursor: tuple[datetime, str] | None, until: datetime) -> list[Mapping[str, Any]]:
     rows = TaskRecord.objects.filter(**{f"{field}__lte": until})
     if cursor is None:
         rows = rows.filter(**{f"{field}__isnull": False})
