@@ -26,9 +26,9 @@ from django.utils.safestring import SafeString
 from taskstore import conf, states
 from taskstore.documents import for_viewer, task_document
 from taskstore.models import GroupRecord, TaskEvent, TaskRecord
-from taskstore.operations.actions import ActionRefused, BrokerUnavailable
 from taskstore.operations.actions import allowed as control_allowed
 from taskstore.operations.actions import perform as perform_action
+from taskstore.operations.exceptions import ActionRefused, BrokerUnavailable
 from taskstore.permissions import Viewer
 
 

@@ -30,7 +30,7 @@ from kombu.exceptions import EncodeError
 from kombu.utils.functional import LRUCache
 
 from taskstore import states
-from taskstore.errors import error_from_celery, error_from_exception, serialize_exception
+from taskstore.failures import error_from_celery, error_from_exception, serialize_exception
 from taskstore.models import GroupRecord, TaskRecord
 from taskstore.owner import current_owner_id
 from taskstore.recorder import Transition, forget, record, record_group_members

@@ -26,7 +26,7 @@ from celery.app.task import get_actual_ignore_result  # type: ignore[attr-define
 from django.utils import timezone
 
 from taskstore import conf, linger, received, states
-from taskstore.errors import error_from_exception
+from taskstore.failures import error_from_exception
 from taskstore.owner import OWNER_HEADER, current_owner_id
 from taskstore.recorder import Transition, record, record_started
 

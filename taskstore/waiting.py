@@ -20,13 +20,10 @@ from channels.layers import get_channel_layer
 
 from taskstore import addressing, compat, conf, layer_outages, states
 from taskstore.documents import for_viewer, task_document
+from taskstore.exceptions import NoChannelLayer
 from taskstore.models import TaskRecord
 
 logger = logging.getLogger(__name__)
-
-
-class NoChannelLayer(RuntimeError):
-    """CHANNEL_LAYERS names no default layer, so there is nothing to wait on."""
 
 
 async def wait(task_id: str, timeout: float | None = None) -> dict[str, Any]:

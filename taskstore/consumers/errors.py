@@ -39,3 +39,15 @@ class RateLimited(ProtocolError):
     """The client sends frames faster than TASKSTORE_RATE_LIMIT allows."""
 
     code = codes.RATE_LIMITED
+
+
+class Conflict(ProtocolError):
+    """A control action that does not apply to its target now."""
+
+    code = codes.CONFLICT
+
+
+class Unavailable(ProtocolError):
+    """The broker could not be reached for a control action."""
+
+    code = codes.UNAVAILABLE

@@ -20,22 +20,11 @@ from django.utils import timezone
 
 from taskstore.consumers import codes
 from taskstore.consumers.base import LiveConsumer
-from taskstore.consumers.errors import BadRequest, Forbidden, ProtocolError
+from taskstore.consumers.errors import BadRequest, Conflict, Forbidden, Unavailable
 from taskstore.operations import actions
 from taskstore.operations.documents import queue_document, worker_document
+from taskstore.operations.exceptions import ActionRefused, BadAction, BrokerUnavailable
 from taskstore.operations.models import QueueRecord, WorkerRecord
-
-
-class Conflict(ProtocolError):
-    """A control action that does not apply to its target now."""
-
-    code = codes.CONFLICT
-
-
-class Unavailable(ProtocolError):
-    """The broker could not be reached for a control action."""
-
-    code = codes.UNAVAILABLE
 
 
 class OperationsFeed(LiveConsumer):
@@ -82,13 +71,13 @@ class OperationsFeed(LiveConsumer):
             raise Forbidden("Control actions are for staff.")
         try:
             action, target = actions.parse(frame)
-        except actions.BadAction as problem:
+        except BadAction as problem:
             raise BadRequest(str(problem)) from None
         try:
             await database_sync_to_async(actions.perform)(self.scope.get("user"), action, target)
-        except actions.ActionRefused as problem:
+        except ActionRefused as problem:
             raise Conflict(str(problem)) from None
-        except actions.BrokerUnavailable as problem:
+        except BrokerUnavailable as problem:
             raise Unavailable(str(problem)) from None
 
 

@@ -18,6 +18,7 @@ from taskstore import control, states
 from taskstore.models import TaskRecord
 from taskstore.operations import brokers, push
 from taskstore.operations.documents import action_document
+from taskstore.operations.exceptions import ActionRefused, BadAction, BrokerUnavailable, UnknownQueue
 from taskstore.operations.models import ControlAction
 from taskstore.permissions import Viewer, valid_id
 
@@ -27,19 +28,6 @@ TASK_ACTIONS = ("revoke", "terminate", "rerun")
 QUEUE_ACTIONS = ("purge",)
 ACTIONS = TASK_ACTIONS + QUEUE_ACTIONS
 FIELDS = frozenset({"action", "task_id", "queue"})
-
-
-class BadAction(ValueError):
-    """A request for an action that is malformed: answered 400 / ``bad_request``."""
-
-
-class ActionRefused(ValueError):
-    """An action that does not apply to its target now (a finished task cannot be terminated):
-    answered 409 / ``conflict``."""
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker could not be reached: answered 503 / ``unavailable``."""
 
 
 def allowed(viewer: Viewer) -> bool:
@@ -111,7 +99,7 @@ def _rerun(task: TaskRecord) -> dict[str, Any]:
 def _purge(queue: str) -> dict[str, Any]:
     try:
         purged = brokers.purge(queue)
-    except brokers.UnknownQueue as exc:
+    except UnknownQueue as exc:
         raise ActionRefused(str(exc)) from None
     except (BrokerError, OSError) as exc:
         raise BrokerUnavailable("The broker is unavailable; try again shortly.") from exc

@@ -19,6 +19,7 @@ from kombu.exceptions import ChannelError, OperationalError
 from taskstore import conf
 from taskstore.operations import push
 from taskstore.operations.documents import queue_document
+from taskstore.operations.exceptions import UnknownQueue
 from taskstore.operations.models import QueueRecord, WorkerRecord
 
 logger = logging.getLogger(__name__)
@@ -26,10 +27,6 @@ logger = logging.getLogger(__name__)
 # kombu transports whose passive declare counts the messages waiting. "memory" only sees
 # its own process's queues: right for the embedded default, where everything is one process.
 COUNTABLE = frozenset({"redis", "amqp", "memory"})
-
-
-class UnknownQueue(ValueError):
-    """A queue name nobody consumes or configures."""
 
 
 def register_watched() -> None:

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from taskstore import states
 from taskstore.models import TaskRecord
+from taskstore.operations.exceptions import UnknownWindow
 
 # The windows a caller may ask for, by name.
 WINDOWS = {
@@ -49,10 +50,6 @@ ORDER BY task_name
 """
 
 COLUMNS = ("task_name", "count", "failed", "retries", "runtime_p50", "runtime_p95", "wait_p50", "wait_p95")
-
-
-class UnknownWindow(ValueError):
-    """A window name that is not one of WINDOWS."""
 
 
 def window_of(name: str | None) -> tuple[str, timedelta]:

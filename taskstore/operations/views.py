@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from taskstore.operations import actions, statistics
 from taskstore.operations.documents import action_document, queue_document, worker_document
+from taskstore.operations.exceptions import ActionRefused, BadAction, BrokerUnavailable, UnknownWindow
 from taskstore.operations.models import ControlAction, QueueRecord, WorkerRecord
 from taskstore.permissions import Viewer
 from taskstore.rest import CSRF_FAILED, csrf_passes, error, first_error, methods, whole_number
@@ -79,7 +80,7 @@ def stats(request: HttpRequest) -> JsonResponse:
     """``GET /api/ops/stats/?window=1h``: statistics per task name over the window."""
     try:
         name, window = statistics.window_of(request.GET.get("window"))
-    except statistics.UnknownWindow as problem:
+    except UnknownWindow as problem:
         return error(400, str(problem))
     return JsonResponse({"window": name, "tasks": statistics.task_statistics(window)})
 
@@ -106,12 +107,12 @@ def take_action(request: HttpRequest) -> JsonResponse:
     try:
         action, target = actions.parse(json.loads(request.body or b"null"))
     except (ValueError, UnicodeDecodeError) as problem:
-        message = str(problem) if isinstance(problem, actions.BadAction) else "The body must be JSON."
+        message = str(problem) if isinstance(problem, BadAction) else "The body must be JSON."
         return error(400, message)
     try:
         document = actions.perform(request.user, action, target)
-    except actions.ActionRefused as problem:
+    except ActionRefused as problem:
         return error(409, str(problem))
-    except actions.BrokerUnavailable as problem:
+    except BrokerUnavailable as problem:
         return error(503, str(problem))
     return JsonResponse(document)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from billiard.einfo import ExceptionWithTraceback
 
-from taskstore.errors import error_from_celery, error_from_exception
+from taskstore.failures import error_from_celery, error_from_exception
 
 
 def test_an_exception_from_a_pool_child_is_named_by_what_the_task_raised() -> None:
