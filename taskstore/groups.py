@@ -11,13 +11,16 @@ from django.utils import timezone
 from taskstore import states
 from taskstore.models import GroupRecord, TaskRecord
 
+# date_updated never goes back: the time is taken before the row lock, and two members' touches
+# race, so the one that waited may carry the earlier time (tests wait on this column).
 _TOUCH = """
 INSERT INTO {table} AS g (group_id, version, total, members, owner_id, date_created, date_updated)
 VALUES (%s, 1, NULL, NULL, %s, %s, %s)
 ON CONFLICT (group_id) DO UPDATE SET
     version = g.version + 1,
     owner_id = COALESCE(g.owner_id, excluded.owner_id),
-    date_updated = excluded.date_updated
+    date_updated = CASE WHEN excluded.date_updated > g.date_updated
+                        THEN excluded.date_updated ELSE g.date_updated END
 RETURNING group_id, version, total, members, owner_id, date_created, date_updated
 """
 

@@ -27,6 +27,8 @@ COLUMNS = (
     "celery_meta",
 )  # fmt: skip
 
+# date_updated never goes back: the write's time is taken before the row lock, so a write that
+# waited for another may carry the earlier time (feeds read "changed since" by this column).
 _UPSERT = """
 INSERT INTO {table} AS t ({columns}) VALUES {rows}
 ON CONFLICT (task_id) DO UPDATE SET
@@ -48,7 +50,8 @@ ON CONFLICT (task_id) DO UPDATE SET
     worker = COALESCE(excluded.worker, t.worker),
     date_started = COALESCE(excluded.date_started, t.date_started),
     date_done = excluded.date_done,
-    date_updated = excluded.date_updated,
+    date_updated = CASE WHEN excluded.date_updated > t.date_updated
+                        THEN excluded.date_updated ELSE t.date_updated END,
     celery_meta = COALESCE(excluded.celery_meta, t.celery_meta)
 WHERE (t.position < {before}
        OR (t.position = excluded.position AND excluded.transition_key <> ''

@@ -166,3 +166,28 @@ def test_the_event_document_is_the_task_document_as_of_that_version() -> None:
     event = TaskEvent.objects.get(task_id=task_id, version=3)
     assert event.document == last == task_document(TaskRecord.objects.get(task_id=task_id))
     assert event.document["date_started"].endswith("Z") and event.document["traceback"] == "tb"
+
+
+def test_a_write_that_carries_an_earlier_time_does_not_move_date_updated_back() -> None:
+    # Each write takes its time before it waits for the row's lock, so the write that waited can
+    # carry the earlier time: two group members' touches race, and so may two processes' writes
+    # of one task. Feeds read "changed since" by date_updated, and it must never go back.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from taskstore.models import GroupRecord
+
+    task_id, group_id = _tid(), f"g-{uuid4()}"
+    later = timezone.now()
+    earlier = later - timedelta(seconds=5)
+    for now, state in ((later, "PENDING"), (earlier, "RECEIVED")):
+        with (
+            mock.patch("taskstore.recorder.timezone.now", return_value=now),
+            mock.patch("taskstore.groups.timezone.now", return_value=now),
+        ):
+            assert record(Transition(task_id=task_id, state=state, group_id=group_id)) is not None
+    task = TaskRecord.objects.get(task_id=task_id)
+    group = GroupRecord.objects.get(group_id=group_id)
+    assert (task.version, task.state, task.date_updated) == (2, "RECEIVED", later)
+    assert (group.version, group.date_updated) == (2, later)
