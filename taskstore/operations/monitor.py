@@ -4,7 +4,8 @@ Every server (daphne) and worker process runs the loop in a daemon thread; a lea
 (``Lease`` named "monitor") decides which one does the round: it is taken with one conditional
 ``UPDATE`` when free or expired, and renewed by its holder each round. So the broker is read
 once per interval for the whole deployment, not once per browser or per process, and the
-rounds go on when the holder dies (another process takes the lease once it expires).
+rounds go on when the holder dies (another process takes the lease once it expires; a process that
+exits the ordinary way gives it up at once).
 
 A round: record lost workers, read queue depths, fold finished tasks into the metric totals.
 Every process, holder or not, also flushes its push-side counters (open sockets, frames).
@@ -17,6 +18,7 @@ row and checks again, and the totals' cursors advance under a lock.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -103,6 +105,11 @@ def start() -> None:
         if isinstance(thread, threading.Thread) and thread.is_alive() and _state.get("pid") == os.getpid():
             return
         holder_id()
+        if _state.get("exit_hook") != os.getpid():
+            # A server stopped the ordinary way (SIGTERM) gives the lease up as it exits, so the
+            # next process need not wait for it to expire (three intervals).
+            atexit.register(give_up_lease)
+            _state["exit_hook"] = os.getpid()
         stop = threading.Event()
         thread = threading.Thread(target=_loop, args=(stop,), name="taskstore-monitor", daemon=True)
         _state.update(thread=thread, stop=stop)
@@ -117,6 +124,11 @@ def stop() -> None:
         event.set()
     if isinstance(thread, threading.Thread):
         thread.join(timeout=10)
+    give_up_lease()
+
+
+def give_up_lease() -> None:
+    """Let another process take the monitor lease now, if this one holds it."""
     try:
         Lease.objects.filter(name=lease_name(), holder=holder_id()).update(expires=timezone.now())
     except Exception:
