@@ -96,6 +96,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # psycopg prepares a statement it has run this many times on a connection: taskstore's
+    # recorder statements then skip parsing and planning (taskstore.prepared). Django turns it
+    # off by default for connection poolers; DATABASE_PREPARED_STATEMENTS=0 behind PgBouncer in
+    # transaction mode.
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: the channel layer and the broker, or the embedded default ------------------------

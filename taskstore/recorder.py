@@ -24,7 +24,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import Model
 from django.utils import timezone
 
-from taskstore import addressing, conf, linger, sql, states
+from taskstore import addressing, conf, linger, prepared, sql, states
 from taskstore.backoff import Backoff
 from taskstore.documents import for_push, task_document
 from taskstore.groups import group_document, save_members, touch_group
@@ -255,9 +255,7 @@ def _write_in_one_statement(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _documents_of(statement: str, params: list[Any]) -> list[dict[str, Any]]:
     """Run a PostgreSQL statement that returns the documents it wrote, one per row."""
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        written = cursor.fetchall()
+    written = prepared.fetch_all(statement, params)
     return [json.loads(d) if isinstance(d, str) else d for (d,) in written]
 
 

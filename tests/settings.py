@@ -20,6 +20,8 @@ TASKSTORE_ANONYMOUS_SUBMIT = False
 
 if services.postgres_problem() is None:
     DATABASES = {"default": dj_database_url.parse(services.DATABASE_URL)}
+    # As the example project: taskstore's statements are prepared (taskstore.prepared).
+    DATABASES["default"]["OPTIONS"] = {"prepare_threshold": 5}
     # TASKSTORE_TEST_DB lets two suites run side by side on one server.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TASKSTORE_TEST_DB", "test_taskstore")}
 else:
