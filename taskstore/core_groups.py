@@ -1,5 +1,5 @@
 """Which groups of channels-redis' core layer have members: for a batch of messages, one round
-trip per Redis host.
+trip (one script) per Redis host.
 
 The core layer's ``group_send`` costs two Redis round trips and its own per-call work even when
 the group is empty, and most groups a worker publishes to are: nobody watches most tasks, and
@@ -49,19 +49,27 @@ async def with_members(layer: Any, groups: Iterable[str]) -> set[str] | None:
             by_host[layer.consistent_hash(group)].append(group)
         # Members older than group_expiry are gone, as group_send would remove them.
         expired = int(time.time()) - layer.group_expiry
-        pipelines = []
-        for index, names in by_host.items():
-            pipe = layer.connection(index).pipeline(transaction=False)
-            for name in names:
-                key = layer._group_key(name)
-                pipe.zremrangebyscore(key, min=0, max=expired)
-                pipe.zcard(key)
-            pipelines.append((names, pipe))
+        asks = [
+            (names, layer.connection(index), [layer._group_key(name) for name in names])
+            for index, names in by_host.items()
+        ]
     except AttributeError:
         logger.warning("This channels-redis has no core-layer internals taskstore knows: using group_send")
         return None
     found: set[str] = set()
-    for names, pipe in pipelines:
-        replies = await pipe.execute()
-        found.update(name for name, members in zip(names, replies[1::2], strict=True) if members)
+    for names, connection, keys in asks:
+        counts = await connection.eval(_MEMBER_COUNTS, len(keys), *keys, expired)
+        found.update(name for name, members in zip(names, counts, strict=True) if members)
     return found
+
+
+# One command for a whole batch's groups on a host: what two commands per group cost in the
+# client (building and parsing them) was most of the publisher's work in a worker.
+_MEMBER_COUNTS = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+    redis.call('ZREMRANGEBYSCORE', key, 0, ARGV[1])
+    counts[i] = redis.call('ZCARD', key)
+end
+return counts
+"""
