@@ -1,5 +1,6 @@
 """ASGI entry point: ``daphne realtime.asgi:application``."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -24,3 +25,8 @@ application = BindPublisherLoop(
         }
     )
 )
+
+# Everything loaded so far (Django, the apps, Channels, Celery) lives as long as the process:
+# take it out of the collector's full passes, which otherwise walk it all and held every socket's
+# frames for 110-130 ms at 1,000 sockets (docs/deployment.md, "Many sockets on one process").
+gc.freeze()
