@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -13,7 +13,10 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 async def test_an_idle_channel_read_outlives_the_redis_client_timeout(redis_url: str) -> None:
     from channels_redis.core import RedisChannelLayer
 
-    layer = get_channel_layer()
+    # A layer of the test's own: close_pools() closes every pool of the layer, and the process's
+    # shared one also holds pools of other event loops (the publisher's), which it cannot close
+    # from this one.
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
     assert isinstance(layer, RedisChannelLayer)
     channel = await layer.new_channel()
     # Longer than redis-py 8's default 5 s read timeout and channels-redis' 5 s blocking read:
