@@ -15,8 +15,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from taskstore import conf, states
-from taskstore.operations import actions, statistics
+from taskstore import api, conf, states
+from taskstore.operations import actions, statistics, views
 from taskstore.rest import methods
 
 OPENAPI_VERSION = "3.0.3"
@@ -279,6 +279,13 @@ def list_of(key: str, schema: str) -> Schema:
     }
 
 
+def limit_parameter(most: int, default: int) -> Schema:
+    """A list's ``limit``: how many to show, from the view's own bounds."""
+    return whole_number_parameter(
+        "limit", 1, f"How many, 1 or more (at most {most} are shown); default {default}."
+    )
+
+
 def whole_number_parameter(name: str, minimum: int, description: str) -> Schema:
     """An optional query parameter holding a whole number (empty: the default)."""
     return {
@@ -306,9 +313,7 @@ def paths() -> dict[str, Schema]:
                 },
                 operationId="listTasks",
                 parameters=[
-                    whole_number_parameter(
-                        "limit", 1, "How many, 1 or more (at most 500 are shown); default 50."
-                    ),
+                    limit_parameter(api.MAX_LIST_LIMIT, api.DEFAULT_LIST_LIMIT),
                     {
                         "name": "state",
                         "in": "query",
@@ -419,11 +424,7 @@ def paths() -> dict[str, Schema]:
                     **STAFF_ONLY,
                 },
                 operationId="listActions",
-                parameters=[
-                    whole_number_parameter(
-                        "limit", 1, "How many, 1 or more (at most 200 are shown); default 50."
-                    )
-                ],
+                parameters=[limit_parameter(views.MAX_ACTIONS, views.DEFAULT_ACTIONS)],
             ),
             "post": operation(
                 "Revoke, terminate or re-run a task, or purge a queue (staff only).",

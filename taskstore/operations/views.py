@@ -26,6 +26,7 @@ from taskstore.rest import CSRF_FAILED, csrf_passes, error, first_error, methods
 View = Callable[[HttpRequest], JsonResponse]
 STAFF_ONLY = "The operations console is for staff."
 MAX_ACTIONS = 200
+DEFAULT_ACTIONS = 50
 
 
 def staff_only(view: View) -> View:
@@ -95,7 +96,7 @@ def actions_view(request: HttpRequest) -> JsonResponse:
     query = ActionsQuery(request.GET)
     if not query.is_valid():
         return error(400, first_error(query))
-    limit = min(query.cleaned_data["limit"] or 50, MAX_ACTIONS)
+    limit = min(query.cleaned_data["limit"] or DEFAULT_ACTIONS, MAX_ACTIONS)
     rows = ControlAction.objects.all()[:limit]
     return JsonResponse({"actions": [action_document(a) for a in rows]})
 
