@@ -26,6 +26,7 @@ from taskstore.recorder import Transition, record
 from tests.live.client import session_cookie
 from tests.support.markers import REAL_SERVICES
 from tests.support.processes import ManagedProcess, daphne
+from tests.support.records import failed_task
 
 pytestmark = REAL_SERVICES
 
@@ -44,18 +45,8 @@ def recorded() -> dict[str, str]:
     user's task."""
     user = User.objects.create_user("user")
     other = User.objects.create_user("other")
-    group_id, task_id, others = str(uuid4()), str(uuid4()), str(uuid4())
-    common = {"task_id": task_id, "task_name": "realtime.tasks.fail", "group_id": group_id}
-    record(Transition(**common, state="PENDING", owner_id=user.pk, args=[1], kwargs={"k": "v"}))
-    record(Transition(**common, state="STARTED", worker="celery@test"))
-    record(
-        Transition(
-            **common,
-            state="FAILURE",
-            error={"type": "ValueError", "message": "boom"},
-            traceback="Traceback (most recent call last):\nValueError: boom",
-        )
-    )
+    group_id, others = str(uuid4()), str(uuid4())
+    task_id = failed_task(user.pk, group_id)
     record(Transition(task_id=others, task_name="realtime.tasks.add", state="PENDING", owner_id=other.pk))
     return {"task_id": task_id, "group_id": group_id, "others": others}
 

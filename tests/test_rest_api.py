@@ -17,6 +17,7 @@ from django.test import Client
 from taskstore.owner import current_owner_id
 from taskstore.recorder import Transition, record
 from taskstore.tokens import make_token
+from tests.support import records
 
 pytestmark = [
     pytest.mark.postgres,
@@ -46,23 +47,8 @@ def client_for(user: User | None, **kwargs: Any) -> Client:
 
 
 def failed_task(owner: User | None, group_id: str | None = None) -> str:
-    task_id = str(uuid4())
-    common = {"task_id": task_id, "task_name": "realtime.tasks.fail", "group_id": group_id}
-    record(
-        Transition(
-            **common, state="PENDING", owner_id=owner.pk if owner else None, args=["secret"], kwargs={"k": 1}
-        )
-    )
-    record(Transition(**common, state="STARTED", worker="celery@test"))
-    record(
-        Transition(
-            **common,
-            state="FAILURE",
-            error={"type": "ValueError", "message": "boom"},
-            traceback='Traceback (most recent call last):\n  File "x.py"\nValueError: boom',
-        )
-    )
-    return task_id
+    """A failed task of ``owner`` (tests.support.records)."""
+    return records.failed_task(owner.pk if owner else None, group_id)
 
 
 def expired_token(task_id: str) -> str:
