@@ -31,10 +31,21 @@ COUNTABLE = frozenset({"redis", "amqp", "memory"})
 
 def register_watched() -> None:
     """Put this process's TASKSTORE_WATCH_QUEUES on the deployment's list (a queue row each,
-    depth unknown until read), so whichever process reads the depths reads them too."""
-    now = timezone.now()
-    for name in conf.watch_queues():
-        QueueRecord.objects.get_or_create(name=name, defaults={"date_updated": now})
+    depth unknown until read), so whichever process reads the depths reads them too.
+
+    Run every round, not once: a row deleted since (in the admin, or by a database reset) would
+    otherwise drop the queue from the reader's list while this process still watches it. One
+    query when every row is there."""
+    watched = conf.watch_queues()
+    if not watched:
+        return
+    present = set(QueueRecord.objects.filter(name__in=watched).values_list("name", flat=True))
+    missing = [name for name in watched if name not in present]
+    if missing:
+        now = timezone.now()
+        QueueRecord.objects.bulk_create(
+            [QueueRecord(name=name, date_updated=now) for name in missing], ignore_conflicts=True
+        )
 
 
 def queue_names() -> list[str]:

@@ -87,9 +87,7 @@ def take_lease() -> bool:
 def tick() -> bool:
     """One round; True when this process held the lease and did the round's work."""
     pushstats.flush()
-    if _state.get("registered") != os.getpid():
-        brokers.register_watched()
-        _state["registered"] = os.getpid()
+    brokers.register_watched()
     if not take_lease():
         return False
     workers.mark_lost()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from kombu import Connection
 
 from taskstore import conf
-from taskstore.operations import brokers
+from taskstore.operations import brokers, monitor
+from taskstore.operations.models import Lease, QueueRecord
 
 
 @pytest.mark.parametrize(
@@ -44,3 +47,19 @@ def test_a_transport_that_cannot_count_reads_unknown(tmp_path: Path) -> None:
         transport, depths = brokers.read_depths(["celery", "other"])
     assert transport == "filesystem"
     assert depths == {"celery": None, "other": None}
+
+
+@pytest.mark.django_db
+@override_settings(TASKSTORE_WATCH_QUEUES=["watched-a", "watched-b"])
+def test_a_watched_queue_whose_row_was_deleted_is_back_on_the_list_the_next_round() -> None:
+    """Another process reads the depths (it holds the lease) and knows this process's watched
+    queues only from their rows: a deleted row is put back by this process's next round."""
+    Lease.objects.create(
+        name=monitor.lease_name(), holder="elsewhere", expires=timezone.now() + timedelta(minutes=5)
+    )
+    assert monitor.tick() is False
+    QueueRecord.objects.filter(name="watched-a").delete()
+    assert "watched-a" not in QueueRecord.objects.values_list("name", flat=True)
+    monitor.tick()
+    assert {"watched-a", "watched-b"} <= set(QueueRecord.objects.values_list("name", flat=True))
+    assert "watched-a" in brokers.queue_names()
