@@ -9,19 +9,20 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "realtime.settings")
 # Load Django (apps, models) before anything imports the consumers.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from routing import websocket_urlpatterns  # noqa: E402
-from taskstore.asgi import BindPublisherLoop, OriginValidator  # noqa: E402
+from taskstore.asgi import BindPublisherLoop, OriginValidator, SessionAuthMiddleware  # noqa: E402
 
 # BindPublisherLoop wraps everything: it tells the publisher which loop to send from, which
 # the in-memory channel layer needs. The origin check runs first, before any session lookup.
+# SessionAuthMiddleware is Channels' AuthMiddlewareStack for sockets, in one step (less memory
+# per open socket; docs/deployment.md, "Many sockets on one process").
 application = BindPublisherLoop(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": OriginValidator(SessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
         }
     )
 )

@@ -1,6 +1,9 @@
 """ASGI pieces a project wraps its application in (docs/install.md).
 
 * :class:`OriginValidator` refuses WebSocket handshakes from foreign pages (taskstore.origin);
+* :class:`SessionAuthMiddleware` puts the session's user on WebSocket scopes, as Channels'
+  ``AuthMiddlewareStack`` does, keeping one copy of the scope per socket instead of four
+  (taskstore.session_auth);
 * :class:`BindPublisherLoop` tells the publisher which event loop the server runs, and starts
   the process's operations monitor (taskstore.operations.monitor) with the first request.
 """
@@ -13,8 +16,9 @@ from typing import Any
 
 from taskstore.origin import OriginValidator
 from taskstore.publisher import publisher
+from taskstore.session_auth import SessionAuthMiddleware
 
-__all__ = ["BindPublisherLoop", "OriginValidator"]
+__all__ = ["BindPublisherLoop", "OriginValidator", "SessionAuthMiddleware"]
 
 
 class BindPublisherLoop:
