@@ -65,6 +65,9 @@ class TaskRecord(models.Model):
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
+        # Lookups by owner use taskstore_task_owner_idx (owner, -date_created), whose prefix
+        # is this column: a second index would only cost every write.
+        db_index=False,
         related_name="+",
         help_text="The user the task was sent for.",
     )
@@ -116,7 +119,9 @@ class TaskRecord(models.Model):
 class TaskEvent(models.Model):
     """One recorded transition of a task: the task document as of that version."""
 
-    task = models.ForeignKey(TaskRecord, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: taskstore_event_version_uniq (task, version) serves lookups by task, and
+    # each of the three to five events a task writes would otherwise update two more indexes.
+    task = models.ForeignKey(TaskRecord, on_delete=models.CASCADE, related_name="events", db_index=False)
     version = models.PositiveIntegerField()
     state = models.CharField(max_length=50)
     document = models.JSONField(help_text="The task document as of this version.")
