@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.db.models import Count
 from prometheus_client.parser import text_string_to_metric_families
@@ -151,8 +152,10 @@ def test_open_sockets_and_frames_are_counted_per_server_and_summed_alike(
             for socket in (one, two):  # a staff feed may carry other frames before the pong
                 await socket.send({"type": "ping"})
                 await socket.until(lambda f: f.get("type") == "pong")
-            await asyncio.to_thread(
-                wait_for, lambda: open_on(servers[0]) == 1 and open_on(servers[1]) == 1, 10, "one socket each"
+            # database_sync_to_async closes the thread's connection after: one left open in a
+            # thread that ends with the loop keeps the test database from being dropped.
+            await database_sync_to_async(wait_for)(
+                lambda: open_on(servers[0]) == 1 and open_on(servers[1]) == 1, 10, "one socket each"
             )
             return await asyncio.to_thread(totals, port_a)
 
