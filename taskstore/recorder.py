@@ -24,7 +24,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import Model
 from django.utils import timezone
 
-from taskstore import addressing, conf, linger, prepared, sql, states
+from taskstore import addressing, conf, linger, prepared, received, sql, states
 from taskstore.backoff import Backoff
 from taskstore.documents import for_push, task_document
 from taskstore.groups import group_document, save_members, touch_group
@@ -81,13 +81,24 @@ def record(transition: Transition) -> dict[str, Any] | None:
     for terminal states, unless the caller holds its own transaction (which cannot be retried).
     """
     transition = _ensure_encodable(transition)
+    if transition.state != states.RECEIVED:
+        queued = received.writer.take(transition.task_id)
+        if queued is not None:  # this process's RECEIVED of the task, still lingering: first
+            _retrying(partial(_record_once, queued), queued.state, queued.task_id)
     started = linger.held.take(transition.task_id)
     if started is not None:
         if transition.state in states.TERMINAL_STATES and connection.vendor == "postgresql":
-            pair = partial(_record_started_and_final, started, transition)
-            documents = _retrying(pair, transition.state, transition.task_id)
-            if documents:
-                return documents[-1]
+            # A short task ends while its RECEIVED still lingers in the worker's main process
+            # (taskstore.received): then this statement writes RECEIVED too. A task that waited
+            # longer for a pool process finds it in. Each shape refuses what the other writes,
+            # so try first the one that was right last time (tasks of a worker tend to be alike).
+            for leading in tuple(_leading_order):
+                write = partial(_record_leading_and_final, leading, started, transition)
+                documents = _retrying(write, transition.state, transition.task_id)
+                if documents:
+                    if leading is not _leading_order[0]:
+                        _leading_order.reverse()
+                    return documents[-1]
         record_started(started)
     return _retrying(partial(_record_once, transition), transition.state, transition.task_id)
 
@@ -206,15 +217,23 @@ def _record_batch(transitions: list[Transition]) -> list[dict[str, Any]]:
     return documents
 
 
-def _record_started_and_final(started: Transition, final: Transition) -> list[dict[str, Any]]:
-    """PostgreSQL: a held STARTED and the final state that followed it, in one statement.
+# The two shapes of a pool child's STARTED-and-end statement, the likelier first.
+_leading_order: list[tuple[str, ...]] = [(states.RECEIVED, states.STARTED), (states.STARTED,)]
 
-    Returns both documents, or none when the pair was refused (STARTED would have been: its
-    RECEIVED is not recorded yet, or the task is past it).
+
+def _record_leading_and_final(
+    leading: tuple[str, ...], started: Transition, final: Transition
+) -> list[dict[str, Any]]:
+    """PostgreSQL: a held STARTED (after RECEIVED, when ``leading`` has it) and the final state
+    that followed it, in one statement.
+
+    Returns every document, or none when the lifecycle refused them: the task is not where the
+    first of ``leading`` would be written (with RECEIVED: the attempt's PENDING or RETRY; without:
+    its RECEIVED).
     """
     values = _values(final)
     values.update(
-        version=2,
+        version=len(leading) + 1,
         task_name=final.task_name or started.task_name,
         retries=max(final.attempt, started.attempt),
         worker=final.worker or started.worker,
@@ -222,12 +241,13 @@ def _record_started_and_final(started: Transition, final: Transition) -> list[di
         parent_id=final.parent_id or started.parent_id or None,
         date_started=started.at or values["date_started"] or values["date_updated"],
     )
-    statement = sql.upsert_started_and_final(_table(TaskRecord), _table(TaskEvent))
-    params = [
-        *_params(values),
-        states.position(states.STARTED, started.attempt),
-        states.position(states.RECEIVED, started.attempt),
-    ]
+    statement = sql.upsert_leading_and_final(_table(TaskRecord), _table(TaskEvent), leading)
+    # The floor: what the task must have reached already (the attempt's RECEIVED before STARTED;
+    # its PENDING or RETRY, both of rank 0, before RECEIVED).
+    floor = states.position(
+        states.RECEIVED if leading[0] == states.STARTED else states.PENDING, started.attempt
+    )
+    params = [*_params(values), states.position(leading[0], started.attempt), floor]
     documents = _documents_of(statement, params)
     if documents:
         _written(documents)

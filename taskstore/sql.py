@@ -112,18 +112,25 @@ SELECT document FROM e
 
 
 # A pool child's STARTED and the final state that followed it within the linger
-# (taskstore.linger): the row is written once, as of the final state, two versions on, and each
-# transition gets its event. STARTED's document is the final one as it was before the end.
-_STARTED_DOCUMENT = f"""({_DOCUMENT} || jsonb_build_object(
-    'state', 'STARTED', 'version', w.version - 1, 'result', NULL, 'error', NULL,
-    'traceback', NULL, 'date_done', NULL))"""
+# (taskstore.linger), and RECEIVED before them when the worker's main process has not recorded it
+# yet (taskstore.received holds it for a moment): the row is written once, as of the final state,
+# as many versions on as there are states, and each transition gets its event. The documents of
+# the states before the end are the final one as it was before the end (and, for RECEIVED, before
+# the start).
+_BEFORE_END = "'result', NULL, 'error', NULL, 'traceback', NULL, 'date_done', NULL"
+_LEADING_DOCUMENTS = {
+    "STARTED": f"({_DOCUMENT} || jsonb_build_object('state', 'STARTED', 'version', w.version - __BACK__, {_BEFORE_END}))",
+    "RECEIVED": (
+        f"({_DOCUMENT} || jsonb_build_object('state', 'RECEIVED', 'version', w.version - __BACK__, {_BEFORE_END},"
+        " 'date_started', NULL))"
+    ),
+}
 
-_UPSERT_STARTED_AND_FINAL = """
+_UPSERT_LEADING_AND_FINAL = """
 WITH w AS ({upsert}),
 e AS (
     INSERT INTO {events} (task_id, version, state, document, created)
-    SELECT w.task_id, w.version - 1, 'STARTED', {started}, w.date_started FROM w
-    UNION ALL
+    {leading}
     SELECT w.task_id, w.version, w.state, {document}, w.date_updated FROM w
     RETURNING version, document
 )
@@ -157,15 +164,21 @@ def upsert_with_event(table: str, events: str, rows: int = 1) -> str:
 
 
 @lru_cache(maxsize=64)
-def upsert_started_and_final(table: str, events: str) -> str:
-    """PostgreSQL: STARTED and the final state of one task in one statement, returning both
-    documents in order.
+def upsert_leading_and_final(table: str, events: str, leading: tuple[str, ...]) -> str:
+    """PostgreSQL: the states ``leading`` (``("STARTED",)`` or ``("RECEIVED", "STARTED")``) and
+    the final state of one task in one statement, returning every document in order.
 
-    Parameters: the final state's row (``version`` 2, ``date_started`` STARTED's time) in
-    :data:`COLUMNS` order, then STARTED's position (the lifecycle rule is STARTED's: the pair is
-    written where STARTED would be), then the floor.
+    Parameters: the final state's row (``version`` one more than ``leading`` has states,
+    ``date_started`` STARTED's time) in :data:`COLUMNS` order, then the first leading state's
+    position (the lifecycle rule is that state's: the row is written where it would be), then the
+    floor.
     """
-    upsert_final = _upsert(table, 1, step=2, before="%s").strip()
-    return _UPSERT_STARTED_AND_FINAL.format(
-        upsert=upsert_final, events=events, started=_STARTED_DOCUMENT, document=_DOCUMENT
+    upsert_final = _upsert(table, 1, step=len(leading) + 1, before="%s").strip()
+    parts = [
+        f"SELECT w.task_id, w.version - {back}, '{state}', "
+        f"{_LEADING_DOCUMENTS[state].replace('__BACK__', str(back))}, w.date_started FROM w UNION ALL"
+        for back, state in zip(range(len(leading), 0, -1), leading, strict=True)
+    ]
+    return _UPSERT_LEADING_AND_FINAL.format(
+        upsert=upsert_final, events=events, leading="\n    ".join(parts), document=_DOCUMENT
     )

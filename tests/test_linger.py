@@ -19,7 +19,7 @@ from taskstore import addressing, signals
 from taskstore.linger import held
 from taskstore.models import GroupRecord, TaskEvent, TaskRecord
 from taskstore.publisher import publisher
-from taskstore.recorder import Transition, record
+from taskstore.recorder import Transition, record, record_many
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,6 +47,14 @@ def _prerun(task_id: str, retries: int = 0, group_id: str | None = None) -> None
     signals.on_prerun(task_id=task_id, task=SimpleNamespace(request=request, name="t.add"))
 
 
+def _expect_received_in() -> None:
+    """Let the recorder's next guess be that RECEIVED is recorded (what it learns from one task
+    whose RECEIVED was)."""
+    task_id = _received_task()
+    _prerun(task_id)
+    record(Transition(task_id=task_id, state="SUCCESS", result=0))
+
+
 def _wait_for(condition: object, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
@@ -56,6 +64,7 @@ def _wait_for(condition: object, timeout: float = 10.0) -> None:
 
 @override_settings(TASKSTORE_STARTED_LINGER=30)
 def test_a_task_that_ends_within_the_linger_writes_started_and_its_end_in_one_statement() -> None:
+    _expect_received_in()
     task_id = _received_task()
     task_group = addressing.task_group(task_id)
     _prerun(task_id)
@@ -164,3 +173,54 @@ def test_no_linger_writes_started_at_once() -> None:
     task_id = _received_task()
     _prerun(task_id)
     assert _events(task_id)[-1] == (3, "STARTED")
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=30)
+def test_an_end_before_the_main_process_recorded_received_writes_all_three_in_one_statement() -> None:
+    """RECEIVED lingers in the worker's main process (taskstore.received): the pool child writes
+    it with STARTED and the end, and the main process's copy is then a duplicate."""
+    for _ in range(2):  # the first may teach the recorder the shape, the second must use it
+        task_id = _tid()
+        task_group = addressing.task_group(task_id)
+        record(Transition(task_id=task_id, state="PENDING", task_name="t.add"))
+        _prerun(task_id)
+        with CaptureQueriesContext(connection) as queries, mock.patch.object(publisher, "publish") as publish:
+            final = record(Transition(task_id=task_id, state="SUCCESS", result=5))
+    assert len(queries.captured_queries) == 1
+    assert final is not None and (final["state"], final["version"]) == ("SUCCESS", 4)
+    assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED"), (4, "SUCCESS")]
+    [(messages,)] = [c.args for c in publish.call_args_list]
+    assert [(m["document"]["version"], m["document"]["state"]) for g, m in messages if g == task_group] == [
+        (2, "RECEIVED"),
+        (3, "STARTED"),
+        (4, "SUCCESS"),
+    ]
+    received = TaskEvent.objects.get(task_id=task_id, version=2).document
+    assert received == {
+        **final,
+        "state": "RECEIVED",
+        "version": 2,
+        "result": None,
+        "error": None,
+        "traceback": None,
+        "date_started": None,
+        "date_done": None,
+    }
+    assert record_many([Transition(task_id=task_id, state="RECEIVED", worker="celery@main")]) == []
+    assert _events(task_id)[-1] == (4, "SUCCESS")
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=30)
+def test_the_three_states_open_from_the_attempts_retry_and_never_pass_an_end() -> None:
+    task_id = _tid()
+    record(Transition(task_id=task_id, state="PENDING"))
+    record(Transition(task_id=task_id, state="RETRY", attempt=1))
+    _prerun(task_id, retries=1)
+    final = record(Transition(task_id=task_id, state="SUCCESS", attempt=1, result=2))
+    assert final is not None and final["retries"] == 1
+    expected = [(1, "PENDING"), (2, "RETRY"), (3, "RECEIVED"), (4, "STARTED"), (5, "SUCCESS")]
+    assert _events(task_id) == expected
+    # The same end again (a redelivered message run twice): nothing more.
+    _prerun(task_id, retries=1)
+    assert record(Transition(task_id=task_id, state="SUCCESS", attempt=1, result=2)) is None
+    assert _events(task_id) == expected
