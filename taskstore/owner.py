@@ -14,6 +14,9 @@ _current_owner: contextvars.ContextVar[Any] = contextvars.ContextVar("taskstore_
 # The message header that carries the owner to the worker, so the tasks a task sends
 # (canvas members, chord bodies, retries) belong to the same user.
 OWNER_HEADER = "taskstore_owner"
+# Set on a task message whose PENDING (or RETRY) this process recorded before it left: the
+# task's row exists, so a worker's late RECEIVED must not create it again (taskstore.received).
+RECORDED_HEADER = "taskstore_recorded"
 
 
 def _user_id(user: Any) -> int | None:

@@ -71,6 +71,10 @@ class Transition:
     # When a STARTED happened, if that was before it is recorded (a held STARTED:
     # taskstore.linger): its date_started; the write's time is still the row's date_updated.
     at: datetime | None = None
+    # Written only if the task's row exists: a worker's RECEIVED for a message whose producer
+    # recorded PENDING. It lingers before it is written (taskstore.received), and must not bring
+    # back a task forgotten or deleted meanwhile (``forget()`` right after ``get()``).
+    expects_row: bool = False
 
 
 def record(transition: Transition) -> dict[str, Any] | None:
@@ -130,10 +134,22 @@ def record_many(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
         return []
     if any(t.state in states.TERMINAL_STATES or t.requires for t in unique):
         raise ValueError("record_many() takes non-terminal transitions without requires: record() those")
+    unique = _without_forgotten(unique)
+    if not unique:
+        return []
     if connection.vendor != "postgresql":
         return [document for t in unique if (document := record(t)) is not None]
     described = f"{len(unique)} tasks"
     return _retrying(partial(_record_batch, unique), states.RECEIVED, described)
+
+
+def _without_forgotten(transitions: list[Transition]) -> list[Transition]:
+    """Leave out the transitions that expect their task's row where it is gone."""
+    expecting = [t.task_id for t in transitions if t.expects_row]
+    if not expecting:
+        return transitions
+    present = set(TaskRecord.objects.filter(task_id__in=expecting).values_list("task_id", flat=True))
+    return [t for t in transitions if not t.expects_row or t.task_id in present]
 
 
 def _retrying(write: Callable[[], _T], state: str, subject: str) -> _T:

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from taskstore import conf, linger, received, states
 from taskstore.failures import error_from_exception
-from taskstore.owner import OWNER_HEADER, current_owner_id
+from taskstore.owner import OWNER_HEADER, RECORDED_HEADER, current_owner_id
 from taskstore.recorder import Transition, record, record_started
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ def on_publish(
             parent_id=headers.get("parent_id"),
         )
     )
+    headers.setdefault(RECORDED_HEADER, True)
 
 
 def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
@@ -118,6 +119,7 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
             task_name=request.name,
             worker=request.hostname,
             owner_id=_header_owner(request.request_dict),
+            expects_row=bool(request.request_dict.get(RECORDED_HEADER)),
         )
     )
 

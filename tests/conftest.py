@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from unittest import mock
 
 import pytest
 import redis
@@ -16,6 +17,30 @@ _PROBLEMS = {
     "redis": services.redis_problem,
     "browser": services.browser_problem,
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_retries_a_deadlock() -> Iterator[None]:
+    """The flush after each transactional test truncates every table at once. A worker still
+    running may write at that moment (a RECEIVED that lingered past its task's end: the write is
+    refused, but it locks the task table, then the event table), and PostgreSQL ends one of the
+    two as a deadlock. The worker's write is retried by the recorder; the flush is retried here."""
+    from django.core.management.base import CommandError
+    from django.core.management.commands import flush
+    from django.db import OperationalError
+
+    handle = flush.Command.handle
+
+    def retrying(self: flush.Command, **options: object) -> None:
+        for attempt in range(5):
+            try:
+                return handle(self, **options)
+            except CommandError as error:
+                if attempt == 4 or not isinstance(error.__cause__, OperationalError):
+                    raise
+
+    with mock.patch.object(flush.Command, "handle", retrying):
+        yield
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

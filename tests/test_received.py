@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from unittest import mock
 from uuid import uuid4
 
@@ -16,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from taskstore.models import TaskEvent, TaskRecord
 from taskstore.publisher import publisher
 from taskstore.received import ReceivedWriter
-from taskstore.recorder import Transition, record, record_many, record_started
+from taskstore.recorder import Transition, forget, record, record_many, record_started
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -174,3 +175,14 @@ def test_a_later_transition_of_this_process_writes_the_lingering_received_first(
         )
         assert writer.take(task_id) is None
     assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "REVOKED")]
+
+
+def test_a_received_that_expects_its_row_brings_back_no_forgotten_task() -> None:
+    """The worker's RECEIVED for a message whose producer recorded PENDING is written only where
+    the row still is; one for a task nobody recorded creates it."""
+    gone, foreign = _tid(), _tid()
+    record(Transition(task_id=gone, state="PENDING"))
+    forget(gone)
+    documents = record_many([replace(_received(gone), expects_row=True), _received(foreign)])
+    assert [d["task_id"] for d in documents] == [foreign]
+    assert not TaskRecord.objects.filter(task_id=gone).exists()

@@ -6,6 +6,7 @@ numbers move live; and who may not open any of it."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -193,6 +194,43 @@ def test_the_dashboard_moves_live(page: Any, server: Server, staff: Any) -> None
     expect(page.locator("#chart rect.bar")).not_to_have_count(0)
     assert page.evaluate("window.sameDocument") is True
     screenshot(page, "dashboard")
+
+
+def iso_millis(stamp: str) -> str:
+    """A server time as JavaScript's ``toISOString()`` writes it (milliseconds, Z)."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return (
+        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def test_a_refresh_answered_late_keeps_what_the_feed_delivered_meanwhile(
+    page: Any, server: Server, staff: Any
+) -> None:
+    """The dashboard takes its data afresh each time the feed (re)opens. An answer that left the
+    server before a failure, arriving after the feed delivered it, must not take it away."""
+    held: list[tuple[Any, Any]] = []
+
+    def hold(route: Any) -> None:
+        held.append((route, route.fetch()))  # the data as it is now, answered later
+
+    page.route("**/dashboard/data/**", hold)
+    page.goto(server.url + "/dashboard/")
+    page.evaluate("window.sameDocument = true")
+    expect(page.locator("#transport")).to_have_attribute("data-state", "open")
+    wait_for(lambda: page.evaluate("1") == 1 and len(held) == 1, 15, "the refresh the open feed asks for")
+
+    failed = tasks.fail.delay("late refresh")
+    row = page.locator(f'#failures tbody tr[data-task-id="{failed.id}"]')
+    expect(row.locator(".error")).to_have_text("ValueError: late refresh")
+
+    route, stale = held[0]
+    taken = stale.json()["now"]
+    route.fulfill(response=stale)
+    # Rendered from the late answer (the data's time is its), with the failure still listed.
+    expect(page.locator("#dashboard")).to_have_attribute("data-taken", iso_millis(taken))
+    expect(row.locator(".error")).to_have_text("ValueError: late refresh")
+    assert page.evaluate("window.sameDocument") is True
 
 
 def test_anonymous_feed_sockets_are_closed_with_4401(page: Any, server: Server) -> None:

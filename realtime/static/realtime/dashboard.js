@@ -53,6 +53,7 @@ function adminQuote(id) {
 
 /** @param {import("../taskstore/taskclient.js").TaskDocument} doc */
 function apply(doc) {
+  replaying?.push({doc});
   const known = model.tasks.get(doc.task_id);
   if (known && doc.version <= known.version) return;
   if (!known && (doc.version > 1 || Date.parse(doc.date_created) <= model.taken)) {
@@ -93,17 +94,31 @@ function resyncSoon() {
   resyncTimer ??= setTimeout(resync, 1000);
 }
 
+/** What the feed delivered while a resync's request was out: the data may predate it. */
+let replaying = null;
+
 async function resync() {
   clearTimeout(resyncTimer);
   resyncTimer = null;
+  const arrived = (replaying = []);
   try {
     const response = await fetch(root.dataset.dataUrl, {credentials: "same-origin", headers: {Accept: "application/json"}});
     if (!response.ok) throw new Error(`the server answered ${response.status}`);
-    model = load(await response.json());
+    const data = await response.json();
+    replaying = null;
+    model = load(data);
+    // Apply again what came meanwhile, except ends the data already counts (a task that ended
+    // before it was taken); the rest is newer than the data, or caught by the version check.
+    for (const {doc, frame} of arrived) {
+      if (frame) model.operations.apply(frame);
+      else if (!(TERMINAL_STATES.includes(doc.state) && Date.parse(doc.date_done) <= model.taken)) apply(doc);
+    }
     render();
     if (windowSelect.value !== "1h") refreshStatistics();
   } catch (error) {
     console.warn("dashboard: could not refresh", error);
+  } finally {
+    if (replaying === arrived) replaying = null;
   }
 }
 
@@ -274,6 +289,7 @@ async function refreshStatistics() {
 windowSelect.addEventListener("change", refreshStatistics);
 
 function render() {
+  root.dataset.taken = new Date(model.taken).toISOString();  // the data's time, for a look in devtools
   renderCounts();
   renderChart();
   renderFailures();
@@ -287,6 +303,7 @@ setInterval(renderChart, 30_000);
 
 const feed = new FeedClient({url: root.dataset.feedUrl, onUpdate: apply});
 feed.addEventListener("frame", (event) => {
+  replaying?.push({frame: event.detail});
   if (model.operations.apply(event.detail)) renderOperations();
 });
 showTransport(feed, document.getElementById("transport"), {4401: "Not connected: log in as staff"});
