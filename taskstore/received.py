@@ -74,13 +74,18 @@ class ReceivedWriter:
             self._reset()
         due = time.monotonic() + (conf.received_linger() if linger is None else linger)
         with self._changed:
+            was_empty = not self._queue
             self._queue.setdefault(transition.task_id, (transition, due))
             if len(self._queue) > MAX_QUEUED:
                 del self._queue[next(iter(self._queue))]
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="taskstore-received", daemon=True)
                 self._thread.start()
-            self._changed.notify_all()
+            # The writer sleeps until the first queued transition is due, and this one falls due
+            # after it: wake it only if it was waiting for anything at all (one wake per batch,
+            # not per message, on the worker's busiest thread).
+            if was_empty:
+                self._changed.notify_all()
 
     def take(self, task_id: str) -> Transition | None:
         """Take back the RECEIVED queued for ``task_id``, if any: the caller records it now, before
