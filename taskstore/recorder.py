@@ -148,7 +148,12 @@ def _without_forgotten(transitions: list[Transition]) -> list[Transition]:
     expecting = [t.task_id for t in transitions if t.expects_row]
     if not expecting:
         return transitions
-    present = set(TaskRecord.objects.filter(task_id__in=expecting).values_list("task_id", flat=True))
+    if connection.vendor == "postgresql":
+        # One text for any number of ids (an array), so it is prepared once per connection.
+        statement = f"SELECT task_id FROM {_table(TaskRecord)} WHERE task_id = ANY(%s)"
+        present = {task_id for (task_id,) in prepared.fetch_all(statement, [expecting])}
+    else:
+        present = set(TaskRecord.objects.filter(task_id__in=expecting).values_list("task_id", flat=True))
     return [t for t in transitions if not t.expects_row or t.task_id in present]
 
 

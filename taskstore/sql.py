@@ -118,20 +118,20 @@ SELECT document FROM e
 # the states before the end are the final one as it was before the end (and, for RECEIVED, before
 # the start).
 _BEFORE_END = "'result', NULL, 'error', NULL, 'traceback', NULL, 'date_done', NULL"
-_LEADING_DOCUMENTS = {
-    "STARTED": f"({_DOCUMENT} || jsonb_build_object('state', 'STARTED', 'version', w.version - __BACK__, {_BEFORE_END}))",
-    "RECEIVED": (
-        f"({_DOCUMENT} || jsonb_build_object('state', 'RECEIVED', 'version', w.version - __BACK__, {_BEFORE_END},"
-        " 'date_started', NULL))"
-    ),
+_LEADING_OVERRIDES = {
+    "STARTED": f"'state', 'STARTED', 'version', d.version - __BACK__, {_BEFORE_END}",
+    "RECEIVED": f"'state', 'RECEIVED', 'version', d.version - __BACK__, {_BEFORE_END}, 'date_started', NULL",
 }
 
+# The final document is built once (d) and each earlier one from it: the statement's text stays
+# under psycopg's 4 KiB limit for caching its conversion, which it does at every execution.
 _UPSERT_LEADING_AND_FINAL = """
 WITH w AS ({upsert}),
+d AS (SELECT w.task_id, w.version, w.state, w.date_started, w.date_updated, {document} AS document FROM w),
 e AS (
     INSERT INTO {events} (task_id, version, state, document, created)
     {leading}
-    SELECT w.task_id, w.version, w.state, {document}, w.date_updated FROM w
+    SELECT d.task_id, d.version, d.state, d.document, d.date_updated FROM d
     RETURNING version, document
 )
 SELECT document FROM e ORDER BY version
@@ -175,8 +175,8 @@ def upsert_leading_and_final(table: str, events: str, leading: tuple[str, ...]) 
     """
     upsert_final = _upsert(table, 1, step=len(leading) + 1, before="%s").strip()
     parts = [
-        f"SELECT w.task_id, w.version - {back}, '{state}', "
-        f"{_LEADING_DOCUMENTS[state].replace('__BACK__', str(back))}, w.date_started FROM w UNION ALL"
+        f"SELECT d.task_id, d.version - {back}, '{state}', d.document || "
+        f"jsonb_build_object({_LEADING_OVERRIDES[state].replace('__BACK__', str(back))}), d.date_started FROM d UNION ALL"
         for back, state in zip(range(len(leading), 0, -1), leading, strict=True)
     ]
     return _UPSERT_LEADING_AND_FINAL.format(
