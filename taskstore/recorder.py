@@ -110,12 +110,19 @@ def record(transition: Transition) -> dict[str, Any] | None:
 def record_started(started: Transition) -> None:
     """Record the STARTED of a task a worker took off a queue, after its RECEIVED.
 
-    The worker's main process records RECEIVED in the background (taskstore.received); when it
-    has not yet, this records RECEIVED first, and the main process's copy is then a duplicate.
+    The worker's main process records RECEIVED in the background, a moment late
+    (taskstore.received); when it has not yet, this records RECEIVED with STARTED (on PostgreSQL in
+    one statement, the three-state statement's shape without an end), and the main process's copy
+    is then a duplicate.
     """
-    if record(replace(started, requires=states.RECEIVED)) is None:
-        record(replace(started, state=states.RECEIVED))
-        record(started)
+    if record(replace(started, requires=states.RECEIVED)) is not None:
+        return
+    if connection.vendor == "postgresql":
+        both = partial(_record_leading_and_final, (states.RECEIVED,), started, started)
+        if _retrying(both, states.STARTED, started.task_id):
+            return
+    record(replace(started, state=states.RECEIVED))
+    record(started)
 
 
 def record_many(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
@@ -246,7 +253,8 @@ def _record_leading_and_final(
     leading: tuple[str, ...], started: Transition, final: Transition
 ) -> list[dict[str, Any]]:
     """PostgreSQL: a held STARTED (after RECEIVED, when ``leading`` has it) and the final state
-    that followed it, in one statement.
+    that followed it, in one statement; or RECEIVED and STARTED (``leading`` RECEIVED alone,
+    ``final`` the STARTED itself).
 
     Returns every document, or none when the lifecycle refused them: the task is not where the
     first of ``leading`` would be written (with RECEIVED: the attempt's PENDING or RETRY; without:

@@ -103,9 +103,18 @@ def _started(task_id: str) -> Transition:
 def test_a_child_ahead_of_the_writer_records_received_itself() -> None:
     task_id = _tid()
     record(Transition(task_id=task_id, state="PENDING"))
-    record_started(_started(task_id))
+    with CaptureQueriesContext(connection) as queries:
+        record_started(_started(task_id))
+    # The conditional STARTED, refused; then RECEIVED and STARTED in one statement.
+    assert len(queries.captured_queries) == 2
     assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
     assert TaskRecord.objects.get(task_id=task_id).worker == "celery@child"
+    received = TaskEvent.objects.get(task_id=task_id, version=2).document
+    assert (received["state"], received["date_started"], received["worker"]) == (
+        "RECEIVED",
+        None,
+        "celery@child",
+    )
     # The writer's copy, late, is a duplicate.
     assert record_many([_received(task_id)]) == []
     assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
