@@ -91,7 +91,7 @@ async def _watch_feed(
 ) -> None:
     """A staff feed, open before the task is sent, collecting the task's updates to its end."""
     async with websocket(port, "/ws/feed/", cookie=cookie) as feed:
-        await feed.still_serving()  # answered only once the feed has joined its group
+        await feed.still_serving(pushes_may_come_first=True)  # answered once the feed joined its group
         opened.set()
         frames.extend(await feed.until_terminal(task_id, timeout=90))
 

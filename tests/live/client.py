@@ -19,6 +19,8 @@ from taskstore import compat
 
 T = TypeVar("T")
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED", "REJECTED"}
+# What a server pushes unasked (docs/protocol.md): a staff feed carries the operations frames too.
+PUSHES = {"task.update", "group.update", "worker.update", "queue.update", "action.recorded"}
 
 
 class Socket:
@@ -56,12 +58,12 @@ class Socket:
         )
         return [f for f in frames if f.get("task_id") == task_id and f.get("type") == "task.update"]
 
-    async def still_serving(self, updates_may_come_first: bool = False) -> None:
-        """Assert the socket answers a ping (after any task updates, when they may come first:
-        a feed open while tasks run)."""
+    async def still_serving(self, pushes_may_come_first: bool = False) -> None:
+        """Assert the socket answers a ping (after any pushes, when they may come first: a staff
+        feed open while tasks run, workers come online or queues are sampled)."""
         await self.send({"type": "ping"})
         frame = await self.receive()
-        while updates_may_come_first and frame.get("type") == "task.update":
+        while pushes_may_come_first and frame.get("type") in PUSHES:
             frame = await self.receive()
         assert frame == {"type": "pong"}
 
