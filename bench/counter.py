@@ -2,7 +2,7 @@
 
 Each configuration of ``bench/worker_overhead.py`` installs this app, so every task pays the
 same extra Redis round trip (one ``INCR`` in ``task_postrun``). The first and the last
-completion stamp their wall-clock time, and the last one pushes to a list the bench blocks on.
+completion stamp their wall-clock time, and each pushes to a list the bench blocks on.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ DONE_KEY = "bench:done"
 FIRST_KEY = "bench:first"
 LAST_KEY = "bench:last"
 FINISHED_KEY = "bench:finished"
+BEGAN_KEY = "bench:began"
 
 _client: redis.Redis | None = None
 _client_pid = 0
@@ -39,6 +40,7 @@ def on_postrun(**_: Any) -> None:
     done = client.incr(DONE_KEY)
     if done == 1:
         client.set(FIRST_KEY, repr(time.time()))
+        client.rpush(BEGAN_KEY, done)
     if done == int(os.environ["BENCH_TASKS"]):
         client.set(LAST_KEY, repr(time.time()))
         client.rpush(FINISHED_KEY, done)

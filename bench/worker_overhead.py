@@ -22,8 +22,11 @@ producer-side PENDING recording is part of (c)'s cost), then starts ``celery -A 
 configuration (bench/counter.py) counts completions into Redis and stamps the first and the last;
 the worker rate is (N - 1) / (last - first), so worker start-up is not measured. After each run
 the bench checks that (b) stored N results and (c) recorded N tasks with 4 events each, and reads
-PostgreSQL's counters for the connections and transactions the run cost. With (c) selected it
-also times publishing alone: one recorded transition's ``group_send`` calls to Redis.
+PostgreSQL's counters for the connections and transactions the run cost. On Linux, with
+PostgreSQL and Redis on the same machine, it also reads each process's CPU time from /proc at the
+first completion and at the last (bench/cpu.py) and prints CPU per task by kind of process: the
+worker's main process, its pool children, PostgreSQL, Redis and the whole machine. With (c)
+selected it also times publishing alone: one recorded transition's ``group_send`` calls to Redis.
 
 Needs PostgreSQL (creates and drops a database of its own) and Redis.
 """
@@ -47,7 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.counter import DONE_KEY, FINISHED_KEY, FIRST_KEY, LAST_KEY  # noqa: E402
+from bench import cpu  # noqa: E402
+from bench.counter import BEGAN_KEY, DONE_KEY, FINISHED_KEY, FIRST_KEY, LAST_KEY  # noqa: E402
 from bench.scratch import create_database, drop_database  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -97,6 +101,7 @@ class Run:
     producer_xacts: float  # database transactions per task, producer side
     worker_sessions: float  # database connections opened per task, worker side
     worker_xacts: float  # database transactions per task, worker side
+    cpu_ms: dict[str, float] | None  # CPU ms per task by kind of process (bench/cpu.py), on Linux
 
 
 @dataclass
@@ -108,6 +113,13 @@ class Figures:
     def median(self, name: str) -> float:
         """The median over the rounds of the Run field ``name``."""
         return statistics.median(getattr(run, name) for run in self.runs)
+
+    def cpu_ranges(self) -> dict[str, tuple[float, float]] | None:
+        """The lowest and highest CPU ms per task of each kind over the rounds, if measured."""
+        measured = [run.cpu_ms for run in self.runs if run.cpu_ms]
+        if not measured:
+            return None
+        return {kind: (min(m[kind] for m in measured), max(m[kind] for m in measured)) for kind in cpu.KINDS}
 
 
 class BenchError(RuntimeError):
@@ -365,24 +377,15 @@ def run_once(
     handle, name = tempfile.mkstemp(prefix=f"bench-worker-{config.key}-", suffix=".log")
     os.close(handle)
     log_path = Path(name)
+    pids = _sampled_pids(client, database_url)
     proc = start_worker(env, concurrency, log_path)
     try:
-        # Fail fast when nothing finishes for a while (a misconfigured worker), not at the end
-        # of the whole timeout.
         deadline = time.monotonic() + timeout
-        progress, progressed_at = -1, time.monotonic()
-        while client.blpop([FINISHED_KEY], timeout=1) is None:
-            if proc.poll() is not None:
-                raise BenchError(f"({config.key}) the worker exited:\n{log_path.read_text()[-4000:]}")
-            done = int(client.get(DONE_KEY) or 0)
-            now = time.monotonic()
-            if done != progress:
-                progress, progressed_at = done, now
-            if now > deadline or now - progressed_at > STALL_SECONDS:
-                raise BenchError(
-                    f"({config.key}) {done}/{tasks} tasks done, none for {now - progressed_at:.0f}s:\n"
-                    f"{log_path.read_text()[-4000:]}"
-                )
+        # CPU is sampled from the first completion to the last, so start-up is not counted.
+        _wait_for(client, BEGAN_KEY, proc, config, tasks, deadline, log_path)
+        began = (cpu.sample(proc.pid, *pids), int(client.get(DONE_KEY) or 0)) if pids else None
+        _wait_for(client, FINISHED_KEY, proc, config, tasks, deadline, log_path)
+        ended = cpu.sample(proc.pid, *pids) if pids else None
         first, last = float(client.get(FIRST_KEY) or 0), float(client.get(LAST_KEY) or 0)
     finally:
         stop_worker(proc)
@@ -395,7 +398,52 @@ def run_once(
         producer_xacts=(before_worker[1] - before_produce[1]) / tasks,
         worker_sessions=(after_worker[0] - before_worker[0]) / tasks,
         worker_xacts=(after_worker[1] - before_worker[1]) / tasks,
+        cpu_ms=cpu.per_task_ms(began[0], ended, tasks - began[1]) if began and ended else None,
     )
+
+
+def _sampled_pids(client: Any, database_url: str) -> tuple[int, int] | None:
+    """The postmaster's and the Redis server's pids, when both run here and /proc can be read."""
+    import psycopg
+
+    if not cpu.available():
+        return None
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        postmaster = cpu.postmaster_of(int(row[0])) if row else 0
+    except RuntimeError:
+        return None  # a PostgreSQL on another machine
+    redis_pid = int(client.info("server").get("process_id", 0))
+    if not postmaster or not redis_pid or not Path(f"/proc/{redis_pid}").exists():
+        return None
+    return postmaster, redis_pid
+
+
+def _wait_for(
+    client: Any,
+    key: str,
+    proc: subprocess.Popen[bytes],
+    config: Config,
+    tasks: int,
+    deadline: float,
+    log_path: Path,
+) -> None:
+    """Block until the counter pushes to ``key``; fail fast when nothing finishes for a while (a
+    misconfigured worker), not at the end of the whole timeout."""
+    progress, progressed_at = -1, time.monotonic()
+    while client.blpop([key], timeout=1) is None:
+        if proc.poll() is not None:
+            raise BenchError(f"({config.key}) the worker exited:\n{log_path.read_text()[-4000:]}")
+        done = int(client.get(DONE_KEY) or 0)
+        now = time.monotonic()
+        if done != progress:
+            progress, progressed_at = done, now
+        if now > deadline or now - progressed_at > STALL_SECONDS:
+            raise BenchError(
+                f"({config.key}) {done}/{tasks} tasks done, none for {now - progressed_at:.0f}s:\n"
+                f"{log_path.read_text()[-4000:]}"
+            )
 
 
 def render(
@@ -421,6 +469,7 @@ def render(
             f"| {rounds_text} | {f.median('worker_sessions'):.2f} "
             f"| {f.median('producer_xacts'):.2f} + {f.median('worker_xacts'):.2f} |"
         )
+    lines.extend(_cpu_table(figures))
     lines.append("")
     if {"a", "b", "c"} <= worker.keys():
         ca = worker["c"] / worker["a"]
@@ -450,6 +499,29 @@ def render(
             f"{probe['sequential_us_per_send']:,.0f} µs per group_send awaited one at a time."
         )
     return "\n".join(lines)
+
+
+def _cpu_table(figures: dict[str, Figures]) -> list[str]:
+    """CPU ms per task by kind of process, lowest-highest over the rounds (bench/cpu.py)."""
+    ranges = {config.key: figures[config.key].cpu_ranges() for config in CONFIGS if config.key in figures}
+    if not any(ranges.values()):
+        return []
+    lines = [
+        "",
+        "CPU ms per task from the first completion to the last, lowest-highest over the rounds "
+        "(PostgreSQL and the machine include anything else running on them):",
+        "",
+        "| configuration | " + " | ".join(cpu.KINDS) + " |",
+        "|---|" + "---:|" * len(cpu.KINDS),
+    ]
+    for key, cells in ranges.items():
+        if cells:
+            shown = (
+                f"{low:.2f}-{high:.2f}" if high - low >= 0.005 else f"{low:.2f}"
+                for low, high in cells.values()
+            )
+            lines.append(f"| ({key}) | " + " | ".join(shown) + " |")
+    return lines
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
