@@ -164,7 +164,7 @@ TASKSTORE_ANONYMOUS_SUBMIT = env_bool("TASKSTORE_ANONYMOUS_SUBMIT", DEBUG)
 TASKSTORE_CLEANUP_INTERVAL = env_int("TASKSTORE_CLEANUP_INTERVAL", 3600, minimum=0)
 TASKSTORE_RESULT_EXPIRES = env_int("TASKSTORE_RESULT_EXPIRES", 7 * 24 * 3600, minimum=1)
 # Seconds a worker holds a task's RECEIVED before writing it (docs/configuration.md).
-TASKSTORE_RECEIVED_LINGER = env_float("TASKSTORE_RECEIVED_LINGER", 0.03, minimum=0)
+TASKSTORE_RECEIVED_LINGER = env_float("TASKSTORE_RECEIVED_LINGER", 0.25, minimum=0)
 # The operations console (docs/operations.md): heartbeat, lost-after and monitor seconds.
 TASKSTORE_WORKER_HEARTBEAT = env_float("TASKSTORE_WORKER_HEARTBEAT", 5.0, minimum=0.1)
 TASKSTORE_WORKER_LOST_AFTER = env_float("TASKSTORE_WORKER_LOST_AFTER", 30.0, minimum=0.5)

@@ -141,10 +141,12 @@ write_retry_seconds = Setting("TASKSTORE_WRITE_RETRY_SECONDS", 30.0, number(0))
 # Seconds a pool child holds a task's STARTED: a task that ends sooner records STARTED and its
 # final state in one statement (taskstore.linger); 0 records STARTED at once.
 started_linger = Setting("TASKSTORE_STARTED_LINGER", 0.05, number(0))
-# Seconds a worker's main process holds a task's RECEIVED: a task that starts and ends sooner
-# has all three written by its pool child in one statement (taskstore.received); 0 records
-# RECEIVED at once. Shorter than the STARTED linger, so a long task's STARTED finds it in.
-received_linger = Setting("TASKSTORE_RECEIVED_LINGER", 0.03, number(0))
+# Seconds a worker's main process holds a task's RECEIVED: a task that starts sooner has it
+# written by its pool child with STARTED (and the end, if that came within the STARTED linger) in
+# one statement (taskstore.received); 0 records RECEIVED at once. Long enough to cover the wait
+# of a worker's prefetched messages on a loaded machine, where the main process and the child
+# would otherwise race to write it.
+received_linger = Setting("TASKSTORE_RECEIVED_LINGER", 0.25, number(0))
 # Path under which the project routes taskstore's sockets (taskstore.routing): "ws/" serves
 # /ws/tasks/ and /ws/feed/. The admin's live list and the pages read it to find the feed.
 websocket_prefix = Setting("TASKSTORE_WEBSOCKET_PREFIX", "ws/", URL_PATH)

@@ -6,10 +6,11 @@ Instead the ``task_received`` handler queues the transition and returns, and one
 thread per process records what has queued, many tasks in one statement
 (:func:`taskstore.recorder.record_many`).
 
-Each RECEIVED waits ``TASKSTORE_RECEIVED_LINGER`` first. Most tasks start and end sooner: the
-pool child then writes RECEIVED, STARTED and the end in one statement (taskstore.linger,
-taskstore.recorder), and the writer's copy is refused as a duplicate, costing neither a version
-nor a push. A task still waiting for a pool process shows RECEIVED after the linger.
+Each RECEIVED waits ``TASKSTORE_RECEIVED_LINGER`` first. Most tasks start sooner: the pool
+child then writes RECEIVED with STARTED, and with the end when that follows within the STARTED
+linger, in one statement (taskstore.linger, taskstore.recorder), and the writer's copy is refused
+as a duplicate, costing neither a version nor a push. A task still waiting for a pool process
+shows RECEIVED after the linger.
 
 Nothing is lost or reordered by the delay. A pool child's STARTED is written only once RECEIVED
 is (``Transition.requires``); when the child gets there first it records RECEIVED itself. A

@@ -113,16 +113,34 @@ def record_started(started: Transition) -> None:
     The worker's main process records RECEIVED in the background, a moment late
     (taskstore.received); when it has not yet, this records RECEIVED with STARTED (on PostgreSQL in
     one statement, the three-state statement's shape without an end), and the main process's copy
-    is then a duplicate.
+    is then a duplicate. Each shape refuses what the other writes: on PostgreSQL the one that was
+    right for the previous task is tried first.
     """
-    if record(replace(started, requires=states.RECEIVED)) is not None:
+    if connection.vendor != "postgresql":
+        if record(replace(started, requires=states.RECEIVED)) is None:
+            record(replace(started, state=states.RECEIVED))
+            record(started)
         return
-    if connection.vendor == "postgresql":
-        both = partial(_record_leading_and_final, (states.RECEIVED,), started, started)
-        if _retrying(both, states.STARTED, started.task_id):
+    for with_received in tuple(_started_order):
+        if _record_started_shape(started, with_received):
+            if with_received is not _started_order[0]:
+                _started_order.reverse()
             return
+    # Neither fits (a task recorded past STARTED, or a new attempt's): the lifecycle decides.
     record(replace(started, state=states.RECEIVED))
     record(started)
+
+
+# Whether a STARTED is written with RECEIVED (ahead of the main process) or alone, the likelier
+# first: with a RECEIVED linger longer than the STARTED linger, a long task's child is ahead.
+_started_order: list[bool] = [False, True]
+
+
+def _record_started_shape(started: Transition, with_received: bool) -> bool:
+    if not with_received:
+        return record(replace(started, requires=states.RECEIVED)) is not None
+    both = partial(_record_leading_and_final, (states.RECEIVED,), started, started)
+    return bool(_retrying(both, states.STARTED, started.task_id))
 
 
 def record_many(transitions: Sequence[Transition]) -> list[dict[str, Any]]:

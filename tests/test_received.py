@@ -14,6 +14,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from taskstore import recorder
 from taskstore.models import TaskEvent, TaskRecord
 from taskstore.publisher import publisher
 from taskstore.received import ReceivedWriter
@@ -27,6 +28,13 @@ def _writers_let_go_of_their_connections_soon() -> Iterator[None]:
     """The writers these tests start close their database connections 0.1 s after their last
     write instead of 5 s, so none is open when the test database is dropped."""
     with mock.patch("taskstore.received.IDLE_CLOSE_SECONDS", 0.1):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _started_order_as_in_a_new_process() -> Iterator[None]:
+    """Each test starts with a pool child's first guess: STARTED alone, after the writer's RECEIVED."""
+    with mock.patch.object(recorder, "_started_order", [False, True]):
         yield
 
 
@@ -118,6 +126,24 @@ def test_a_child_ahead_of_the_writer_records_received_itself() -> None:
     # The writer's copy, late, is a duplicate.
     assert record_many([_received(task_id)]) == []
     assert _states(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
+
+
+def test_a_child_ahead_of_the_writer_tries_received_with_started_first_next_time() -> None:
+    first, second = _tid(), _tid()
+    for task_id in (first, second):
+        record(Transition(task_id=task_id, state="PENDING"))
+    record_started(_started(first))
+    with CaptureQueriesContext(connection) as queries:
+        record_started(_started(second))
+    assert len(queries.captured_queries) == 1
+    assert _states(second) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
+    # And back, once the writer is ahead again.
+    third = _tid()
+    record(Transition(task_id=third, state="PENDING"))
+    record_many([_received(third)])
+    record_started(_started(third))
+    assert _states(third) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
+    assert recorder._started_order[0] is False
 
 
 def test_a_child_behind_the_writer_records_started_alone() -> None:
