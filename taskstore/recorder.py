@@ -159,7 +159,7 @@ def record_many(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
         return []
     if any(t.state in states.TERMINAL_STATES or t.requires for t in unique):
         raise ValueError("record_many() takes non-terminal transitions without requires: record() those")
-    unique = _without_forgotten(unique)
+    unique = _still_to_write(unique)
     if not unique:
         return []
     if connection.vendor != "postgresql":
@@ -168,18 +168,35 @@ def record_many(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
     return _retrying(partial(_record_batch, unique), states.RECEIVED, described)
 
 
-def _without_forgotten(transitions: list[Transition]) -> list[Transition]:
-    """Leave out the transitions that expect their task's row where it is gone."""
-    expecting = [t.task_id for t in transitions if t.expects_row]
-    if not expecting:
+def _still_to_write(transitions: list[Transition]) -> list[Transition]:
+    """Leave out the transitions that expect their task's row where it is gone, and, read in the
+    same query, those the lifecycle would refuse: usually the whole batch, a RECEIVED the pool
+    child has written already, so the upsert is not sent at all.
+
+    Only when some transition expects a row (a producer recorded PENDING): a batch of tasks no
+    producer recorded goes straight to the upsert, which refuses on its own what it must.
+    """
+    if not any(t.expects_row for t in transitions):
         return transitions
+    ids = [t.task_id for t in transitions]
     if connection.vendor == "postgresql":
         # One text for any number of ids (an array), so it is prepared once per connection.
-        statement = f"SELECT task_id FROM {_table(TaskRecord)} WHERE task_id = ANY(%s)"
-        present = {task_id for (task_id,) in prepared.fetch_all(statement, [expecting])}
+        statement = f"SELECT task_id, position FROM {_table(TaskRecord)} WHERE task_id = ANY(%s)"
+        stored = dict(prepared.fetch_all(statement, [ids]))
     else:
-        present = set(TaskRecord.objects.filter(task_id__in=expecting).values_list("task_id", flat=True))
-    return [t for t in transitions if not t.expects_row or t.task_id in present]
+        stored = dict(TaskRecord.objects.filter(task_id__in=ids).values_list("task_id", "position"))
+
+    def accepted(transition: Transition) -> bool:
+        # The rule of the upsert's WHERE (sql.py), read ahead; the upsert still applies it, should
+        # the row move on meanwhile. A custom state may repeat its position with a new value.
+        if transition.task_id not in stored:
+            return not transition.expects_row
+        at = states.position(transition.state, transition.attempt)
+        return stored[transition.task_id] < at or (
+            stored[transition.task_id] == at and states.is_custom(transition.state)
+        )
+
+    return [t for t in transitions if accepted(t)]
 
 
 def _retrying(write: Callable[[], _T], state: str, subject: str) -> _T:

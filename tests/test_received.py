@@ -108,6 +108,22 @@ def _started(task_id: str) -> Transition:
     return Transition(task_id=task_id, state="STARTED", task_name="t.add", worker="celery@child")
 
 
+def test_a_batch_the_children_wrote_ahead_of_is_read_and_not_sent() -> None:
+    ahead, behind, forgotten = _tid(), _tid(), _tid()
+    for task_id in (ahead, behind):
+        record(Transition(task_id=task_id, state="PENDING"))
+    record_started(_started(ahead))  # the pool child got there first
+    with CaptureQueriesContext(connection) as queries:
+        assert record_many([replace(_received(ahead), expects_row=True)]) == []
+    assert len(queries.captured_queries) == 1  # the check alone: no upsert
+    with CaptureQueriesContext(connection) as queries:
+        documents = record_many([replace(_received(t), expects_row=True) for t in (ahead, behind, forgotten)])
+    assert len(queries.captured_queries) == 2
+    assert [(d["task_id"], d["state"], d["version"]) for d in documents] == [(behind, "RECEIVED", 2)]
+    assert _states(ahead) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED")]
+    assert not TaskRecord.objects.filter(task_id=forgotten).exists()
+
+
 def test_a_child_ahead_of_the_writer_records_received_itself() -> None:
     task_id = _tid()
     record(Transition(task_id=task_id, state="PENDING"))
