@@ -31,7 +31,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from taskstore import core_groups, pubsub_pipeline
+from taskstore import core_groups, pubsub_batch
 from taskstore.backoff import Backoff
 from taskstore.calling_loop import calling_loop
 
@@ -66,11 +66,11 @@ class _Sender:
     async def _drain(self) -> None:
         while True:
             # Whatever queued meanwhile goes out with it: one round trip for many transitions
-            # (the pub/sub layer's pipeline, or the core layer's one question of which groups
+            # (the pub/sub layer's one script, or the core layer's one question of which groups
             # have members; then at most CONCURRENT_GROUP_SENDS group_sends at a time).
             batch = await self.queue.get()
             layer = get_channel_layer()
-            if pubsub_pipeline.supports(layer) or core_groups.supports(layer):
+            if pubsub_batch.supports(layer) or core_groups.supports(layer):
                 while not self.queue.empty() and len(batch) < MAX_COALESCED:
                     batch = batch + self.queue.get_nowait()
             try:
@@ -90,9 +90,9 @@ class _Sender:
         pauses = SEND_BACKOFF.delays()
         deadline = self.loop.time() + SEND_RETRY_SECONDS
         while pending:
-            pipelined = await pubsub_pipeline.send(layer, pending)
-            if pipelined is not None:
-                results: list[Any] = pipelined
+            batched = await pubsub_batch.send(layer, pending)
+            if batched is not None:
+                results: list[Any] = batched
             else:
                 results = await _to_groups_with_members(layer, pending)
             failed = [m for m, r in zip(pending, results, strict=True) if isinstance(r, Exception)]

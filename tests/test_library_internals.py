@@ -3,7 +3,7 @@ used in one module only; these tests fail when a release changes one under it (a
 
 - asgiref's record of the loop behind ``sync_to_async`` (taskstore.calling_loop);
 - daphne's ``send`` and Twisted's write buffer (taskstore.consumers.outbox);
-- channels-redis' pub/sub layer naming and shards (taskstore.pubsub_pipeline);
+- channels-redis' pub/sub layer naming and shards (taskstore.pubsub_batch);
 - channels-redis' core layer storage: tests/test_core_groups.py;
 - Channels' rule for handler names (taskstore.consumers.base.LiveConsumer.dispatch).
 
@@ -23,7 +23,7 @@ from uuid import uuid4
 import pytest
 from asgiref.sync import sync_to_async
 
-from taskstore import pubsub_pipeline
+from taskstore import pubsub_batch
 from taskstore.calling_loop import calling_loop
 from taskstore.consumers import outbox
 
@@ -114,7 +114,7 @@ def test_other_servers_sends_are_left_alone() -> None:
 
 
 @pytest.mark.redis
-async def test_the_pubsub_pipeline_publishes_through_the_layers_own_naming(redis_url: str) -> None:
+async def test_the_pubsub_batch_publishes_through_the_layers_own_naming(redis_url: str) -> None:
     from channels_redis.pubsub import RedisPubSubChannelLayer
 
     layer = RedisPubSubChannelLayer(hosts=[redis_url], prefix=f"test-{uuid4().hex[:8]}")
@@ -122,8 +122,8 @@ async def test_the_pubsub_pipeline_publishes_through_the_layers_own_naming(redis
     await layer.group_add("watched", channel)
     message = {"type": "test.message", "n": 1}
     try:
-        results = await pubsub_pipeline.send(layer, [("watched", message), ("nobody", message)])
-        assert results == [None, None], "this channels-redis has no pub/sub internals the pipeline knows"
+        results = await pubsub_batch.send(layer, [("watched", message), ("nobody", message)])
+        assert results == [None, None], "this channels-redis has no pub/sub internals the batch knows"
         assert await asyncio.wait_for(layer.receive(channel), timeout=5) == message
     finally:
         await layer.group_discard("watched", channel)
