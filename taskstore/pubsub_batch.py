@@ -6,10 +6,12 @@ feed) are as many round trips, and each is serialised again. Here the messages o
 transition, or several queued together) are serialised once per message and published by one
 script per host: one command and one reply, where a pipeline of ``PUBLISH``es had the client
 build and parse one each (redis-py's asyncio client parses each reply under its own timeout,
-most of the publisher's time with this layer). It uses the layer's own naming and serialisation, reached through attributes
-of channels-redis 4 that are not public API (``_get_layer``, ``_get_group_channel_name``,
-``_get_shard``, a shard's ``_lock``, ``_ensure_redis`` and ``_redis``): channel layers have no
-bulk send (django/channels_redis#399, open). This module is the only one that reads them, and
+most of the publisher's time with this layer).
+
+It uses the layer's own naming and serialisation, reached through attributes of channels-redis 4
+that are not public API (``_get_layer``, ``_get_group_channel_name``, ``_get_shard``, a shard's
+``_lock``, ``_ensure_redis`` and ``_redis``): channel layers have no bulk send
+(django/channels_redis#399, open). This module is the only one that reads them, and
 tests/test_library_internals.py fails if a release changes them; for any other layer (or if
 those are missing) it declines and the publisher falls back to ``group_send``.
 """
