@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from importlib.metadata import version
 from typing import Any
 from uuid import uuid4
 
@@ -20,6 +21,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.utils.crypto import get_random_string
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from taskstore import openapi
 from taskstore.recorder import Transition, record
@@ -87,13 +89,13 @@ def anonymous(recorded: dict[str, str]) -> requests.Session:
 def check(case: Any, port: int, session: requests.Session, recorded: dict[str, str]) -> None:
     """One generated request, then (for a path naming an id) the same for the recorded ids."""
     base_url = f"http://127.0.0.1:{port}{BASE_PATH}"
-    case.call_and_validate(base_url=base_url, session=session, timeout=10)
+    case.call_and_validate(base_url=base_url, session=session, timeout=10, excluded_checks=EXCLUDED)
     # Generated ids are almost never recorded: ask again for recorded ones, so documents are
     # checked too (the owner's and staff's, with and without the staff-only fields).
     known = {"task_id": recorded["task_id"], "group_id": recorded["group_id"]}
     if case.path_parameters and set(case.path_parameters) <= set(known):
         case.path_parameters = {name: known[name] for name in case.path_parameters}
-        case.call_and_validate(base_url=base_url, session=session, timeout=10)
+        case.call_and_validate(base_url=base_url, session=session, timeout=10, excluded_checks=EXCLUDED)
 
 
 # Loaded when the module is collected (schemathesis validates it as OpenAPI then), from the same
@@ -104,6 +106,12 @@ schema = schemathesis.openapi.from_dict(openapi.document(BASE_PATH))
 # (4.30, the newest for Python 3.10) send them and expect a 400. Unknown body fields, also not
 # sent then, get their 400 in tests/test_rest_api.py.
 schema.config.generation.update(allow_extra_parameters=False)
+# The same releases send a number as a query string (`?since=1905`) as if it broke a parameter
+# whose schema is a whole number or empty, and fail the API for reading it as the number it is;
+# the newer releases on Python 3.11+ keep the check.
+EXCLUDED = (
+    [negative_data_rejection] if tuple(map(int, version("schemathesis").split(".")[:2])) < (4, 31) else []
+)
 bounded = settings(
     max_examples=25,
     deadline=None,
