@@ -20,7 +20,7 @@ from celery import signals
 from django.db import close_old_connections, connection
 
 from taskstore import conf
-from taskstore.operations import monitor, workers
+from taskstore.operations import brokers, monitor, workers
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ def connect() -> None:
 
 
 def details(consumer: Any) -> dict[str, Any]:
-    """What a worker says about itself: pid, pool, concurrency, queues, software versions."""
+    """What a worker says about itself: pid, pool, concurrency, queues, its broker, software
+    versions."""
     controller = getattr(consumer, "controller", None)
     pool = getattr(controller, "pool_cls", None) or getattr(controller, "pool", None)
     pool_name = getattr(pool, "__module__", "") or ""
@@ -47,6 +48,7 @@ def details(consumer: Any) -> dict[str, Any]:
         "pool": pool_name.rsplit(".", 1)[-1] if pool_name else type(pool).__name__,
         "concurrency": getattr(controller, "concurrency", None),
         "queues": queues,
+        "broker_key": brokers.broker_key(consumer.app),
         "software": {
             "celery": celery.__version__,
             "kombu": importlib.metadata.version("kombu"),

@@ -23,6 +23,9 @@ class WorkerRecord(models.Model):
     pool = models.CharField(max_length=100, blank=True, default="")
     concurrency = models.PositiveIntegerField(null=True, blank=True)
     queues = models.JSONField(default=list, blank=True, help_text="Names of the queues it consumes.")
+    broker_key = models.CharField(
+        max_length=16, blank=True, default="", help_text="Its broker: a digest of the address."
+    )
     software = models.JSONField(default=dict, blank=True, help_text="Versions: celery, kombu, python…")
     running = models.PositiveIntegerField(default=0, help_text="Tasks running now.")
     processed = models.PositiveIntegerField(default=0, help_text="Tasks finished since it started.")
@@ -53,6 +56,12 @@ class QueueRecord(models.Model):
         null=True, blank=True, help_text="Messages waiting; empty when the broker cannot tell."
     )
     broker = models.CharField(max_length=50, blank=True, default="", help_text="The transport.")
+    broker_key = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        help_text="The broker it is read from: a digest of the address.",
+    )
     version = models.PositiveIntegerField(default=0)
     date_updated = models.DateTimeField("updated")
 

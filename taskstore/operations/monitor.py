@@ -12,14 +12,13 @@ Every process, holder or not, also flushes its push-side counters (open sockets,
 
 The lease is per broker (its name carries a digest of the broker's address, password left
 out): processes that share a database but talk to different brokers each have their own
-reader of queue depths. The other parts of a round are safe to run twice: each write locks its
+reader of queue depths, and each reads only its own broker's queues (see :mod:`brokers`). The other parts of a round are safe to run twice: each write locks its
 row and checks again, and the totals' cursors advance under a lock.
 """
 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import os
 import socket
@@ -27,7 +26,6 @@ import threading
 import uuid
 from datetime import timedelta
 
-from celery import current_app
 from django.db import IntegrityError, close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
@@ -38,7 +36,6 @@ from taskstore.operations.models import Lease
 
 logger = logging.getLogger(__name__)
 
-LEASE_PREFIX = "monitor:"
 # Longest pause after repeated failures (the database away).
 MAX_BACKOFF = 60.0
 
@@ -56,9 +53,7 @@ def holder_id() -> str:
 
 def lease_name() -> str:
     """The monitor lease of this process's broker."""
-    with current_app.connection_for_read() as conn:
-        address = conn.as_uri()  # the password masked
-    return LEASE_PREFIX + hashlib.sha256(address.encode()).hexdigest()[:16]
+    return brokers.LEASE_PREFIX + brokers.broker_key()
 
 
 def take_lease() -> bool:

@@ -8,10 +8,13 @@ from urllib.parse import urlparse
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from kombu import Connection
 
 from realtime import tasks
 from taskstore.models import QueueRecord, TaskRecord
+from taskstore.operations import brokers
+from taskstore.operations.models import Lease
 from tests import services
 from tests.live.client import http, session_cookie
 from tests.operations.support import fast_env, queue_name, start_worker
@@ -21,11 +24,12 @@ from tests.support.processes import daphne, wait_for
 pytestmark = REAL_SERVICES
 
 BACKLOG = 12
-# The suite's own broker: the monitor's lease is per broker, but the list of queues is shared,
-# so a process holding the lease of another broker (the suite's other servers and workers) would
-# read this test's queue there, where it is empty, and record a depth of 0 between its reads.
-REDIS_BROKER = services.REDIS_URL
+# A broker of this test's own (a Redis database no other module uses as its broker but the
+# monitor's), beside the suite's: a server on the suite's broker runs alongside, and its monitor
+# must leave this broker's queue alone (it is empty there).
+REDIS_BROKER = services.REDIS_URL.rsplit("/", 1)[0] + "/7"
 RABBITMQ_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+OTHER_BROKER = services.REDIS_URL
 
 
 def reachable(url: str) -> bool:
@@ -67,19 +71,42 @@ def delete_queue(broker: str, queue: str) -> None:
             channel.close()
 
 
+def rounds_of_the_monitor_of(broker: str, rounds: int) -> None:
+    """Wait until whichever process holds ``broker``'s monitor lease has done ``rounds`` more
+    rounds (each renews the lease)."""
+    name = brokers.LEASE_PREFIX + brokers.key_of(Connection(broker))
+    seen: list[object] = []
+
+    def renewed() -> bool:
+        lease = Lease.objects.filter(name=name, expires__gt=timezone.now()).first()
+        if lease is not None and (not seen or seen[-1] != lease.expires):
+            seen.append(lease.expires)
+        return len(seen) > rounds
+
+    wait_for(renewed, 30, f"{rounds} rounds of the monitor of {broker}")
+
+
 def test_depth_reads_the_backlog_and_drains_as_a_worker_starts(
     service_env: dict[str, str], broker: str
 ) -> None:
     queue = queue_name("backlog")
     env = fast_env(service_env, CELERY_BROKER_URL=broker, TASKSTORE_WATCH_QUEUES=queue)
     server, port = daphne(env)
+    # A server on another broker (the suite's), sharing the database: its monitor reads its own
+    # broker's queues, where this one is empty, and must not record that.
+    elsewhere, other_port = daphne(fast_env(service_env, CELERY_BROKER_URL=OTHER_BROKER))
     worker = None
     try:
         http(port, "GET", "/api/tasks/")  # the server's monitor starts with its first request
+        http(other_port, "GET", "/api/tasks/")
         ids = send_backlog(broker, queue, BACKLOG)
         wait_for(lambda: depth(queue) == BACKLOG, 15, f"the depth to read {BACKLOG}")
+        read = QueueRecord.objects.get(name=queue)
+        rounds_of_the_monitor_of(OTHER_BROKER, 2)
         row = QueueRecord.objects.get(name=queue)
+        assert (row.depth, row.version) == (BACKLOG, read.version), "the other broker's monitor wrote it"
         assert row.broker == ("redis" if broker.startswith("redis") else "amqp")
+        assert row.broker_key == brokers.key_of(Connection(broker))
 
         seen: list[int] = []
 
@@ -110,4 +137,5 @@ def test_depth_reads_the_backlog_and_drains_as_a_worker_starts(
         if worker is not None:
             worker.stop()
         server.stop()
+        elsewhere.stop()
         delete_queue(broker, queue)

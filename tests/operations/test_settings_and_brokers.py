@@ -13,7 +13,7 @@ from kombu import Connection
 
 from taskstore import conf
 from taskstore.operations import brokers, monitor
-from taskstore.operations.models import Lease, QueueRecord
+from taskstore.operations.models import Lease, QueueRecord, WorkerRecord
 
 
 @pytest.mark.parametrize(
@@ -63,3 +63,65 @@ def test_a_watched_queue_whose_row_was_deleted_is_back_on_the_list_the_next_roun
     monitor.tick()
     assert {"watched-a", "watched-b"} <= set(QueueRecord.objects.values_list("name", flat=True))
     assert "watched-a" in brokers.queue_names()
+
+
+OTHER_BROKER = "0123456789abcdef"  # another broker's key: processes on it share this database
+
+
+def other_monitor_lease(expires_in: timedelta) -> Lease:
+    return Lease.objects.create(
+        name=brokers.LEASE_PREFIX + OTHER_BROKER, holder="elsewhere", expires=timezone.now() + expires_in
+    )
+
+
+def other_worker(queue: str) -> WorkerRecord:
+    now = timezone.now()
+    return WorkerRecord.objects.create(
+        hostname="w@elsewhere", queues=[queue], broker_key=OTHER_BROKER, counted_until=now, started=now,
+        last_heartbeat=now, expires=now + timedelta(minutes=5), date_updated=now,
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+@override_settings(TASKSTORE_WATCH_QUEUES=["shared-name"])
+def test_a_queue_another_brokers_live_monitor_reads_is_left_to_it() -> None:
+    """Two brokers, one database: each broker's monitor reads its own queues only, so the two
+    never write one row in turn (the backlog on one broker, an empty queue on the other)."""
+    mine = brokers.broker_key()
+    lease = other_monitor_lease(timedelta(minutes=5))
+    now = timezone.now()
+    QueueRecord.objects.create(
+        name="shared-name", depth=5, broker="redis", broker_key=OTHER_BROKER, version=3, date_updated=now
+    )
+    other_worker("their-queue")
+
+    names = brokers.queue_names()
+    assert "shared-name" not in names, "a queue the other broker's live monitor reads"
+    assert "their-queue" not in names, "a queue only a worker of the other broker consumes"
+    brokers.register_watched()
+    brokers.refresh()
+    row = QueueRecord.objects.get(name="shared-name")
+    assert (row.broker_key, row.depth, row.version) == (OTHER_BROKER, 5, 3)
+    assert not QueueRecord.objects.filter(name="their-queue").exists()
+    # Taken between the list and the write: the write leaves it too.
+    assert brokers.save("shared-name", "memory", 0, mine, brokers.read_elsewhere(mine)) is None
+    assert QueueRecord.objects.get(name="shared-name").depth == 5
+
+    # Once the other broker's monitor is gone (its lease expired), this broker reads the queue it
+    # watches, and takes the row.
+    lease.expires = timezone.now() - timedelta(seconds=1)
+    lease.save()
+    assert "shared-name" in brokers.queue_names()
+    brokers.refresh()
+    row = QueueRecord.objects.get(name="shared-name")
+    assert (row.broker_key, row.depth, row.version) == (mine, 0, 4)
+
+
+@pytest.mark.django_db
+@override_settings(TASKSTORE_WATCH_QUEUES=["from-before"])
+def test_a_row_from_before_brokers_were_recorded_is_claimed_by_the_broker_that_watches_it() -> None:
+    QueueRecord.objects.create(name="from-before", depth=2, broker="redis", date_updated=timezone.now())
+    other_monitor_lease(timedelta(minutes=5))
+    brokers.register_watched()
+    assert QueueRecord.objects.get(name="from-before").broker_key == brokers.broker_key()
+    assert "from-before" in brokers.queue_names()
