@@ -96,3 +96,29 @@ def postmaster_of(backend_pid: int) -> int:
     if stat is None:
         raise RuntimeError(f"no process {backend_pid}: is PostgreSQL on this machine?")
     return stat.ppid
+
+
+def this_process_by_thread() -> dict[str, float] | None:
+    """CPU seconds this process has used so far: its main thread, and all its other threads (in a
+    producer: the publisher's sending thread). None where /proc is not there."""
+    if not available():
+        return None
+    main, others = 0.0, 0.0
+    for entry in (PROC / "self" / "task").iterdir():
+        stat = _stat_file(entry / "stat")
+        if stat is None:
+            continue
+        if entry.name == str(os.getpid()):
+            main += stat
+        else:
+            others += stat
+    return {"main thread": main, "other threads": others}
+
+
+def _stat_file(path: Path) -> float | None:
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None  # a thread that ended between the listing and the read
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS

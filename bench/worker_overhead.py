@@ -102,6 +102,7 @@ class Run:
     worker_sessions: float  # database connections opened per task, worker side
     worker_xacts: float  # database transactions per task, worker side
     cpu_ms: dict[str, float] | None  # CPU ms per task by kind of process (bench/cpu.py), on Linux
+    producer_cpu_us: tuple[float, float] | None  # CPU µs per task: producer's main, other threads
 
 
 @dataclass
@@ -113,6 +114,15 @@ class Figures:
     def median(self, name: str) -> float:
         """The median over the rounds of the Run field ``name``."""
         return statistics.median(getattr(run, name) for run in self.runs)
+
+    def producer_cpu(self) -> str:
+        """The producer's CPU µs per task, main thread + other threads (medians), or "-"."""
+        measured = [run.producer_cpu_us for run in self.runs if run.producer_cpu_us]
+        if not measured:
+            return "-"
+        main = statistics.median(m[0] for m in measured)
+        others = statistics.median(m[1] for m in measured)
+        return f"{main:,.0f} + {others:,.0f}"
 
     def cpu_ranges(self) -> dict[str, tuple[float, float]] | None:
         """The lowest and highest CPU ms per task of each kind over the rounds, if measured."""
@@ -142,6 +152,7 @@ def produce(count: int) -> dict[str, float]:
 
     from realtime.tasks import add
 
+    threads_before = cpu.this_process_by_thread()
     started = time.perf_counter()
     for i in range(count):
         add.delay(i, i)
@@ -150,7 +161,12 @@ def produce(count: int) -> dict[str, float]:
 
         if not publisher.flush(timeout=60):
             raise BenchError("the producer's channel-layer messages were not all sent")
-    return {"seconds": time.perf_counter() - started}
+    figures = {"seconds": time.perf_counter() - started}
+    threads_after = cpu.this_process_by_thread()
+    if threads_before and threads_after:
+        for thread, seconds in threads_after.items():
+            figures[f"{thread} µs"] = (seconds - threads_before[thread]) / count * 1e6
+    return figures
 
 
 def probe_publish(count: int) -> dict[str, float]:
@@ -399,6 +415,11 @@ def run_once(
         worker_sessions=(after_worker[0] - before_worker[0]) / tasks,
         worker_xacts=(after_worker[1] - before_worker[1]) / tasks,
         cpu_ms=cpu.per_task_ms(began[0], ended, tasks - began[1]) if began and ended else None,
+        producer_cpu_us=(
+            (published["main thread µs"], published["other threads µs"])
+            if "main thread µs" in published
+            else None
+        ),
     )
 
 
@@ -456,8 +477,9 @@ def render(
         f"concurrency {concurrency}; medians over the rounds.",
         "",
         "| configuration | publish, tasks/s | worker, tasks/s | worker, each round "
-        "| DB connections / task (worker) | DB transactions / task (producer + worker) |",
-        "|---|---:|---:|---|---:|---:|",
+        "| DB connections / task (worker) | DB transactions / task (producer + worker) "
+        "| producer CPU µs / task (main thread + others) |",
+        "|---|---:|---:|---|---:|---:|---:|",
     ]
     for config in CONFIGS:
         if config.key not in figures:
@@ -467,7 +489,8 @@ def render(
         lines.append(
             f"| ({config.key}) {config.label} | {f.median('publish_rate'):,.0f} | {worker[config.key]:,.0f} "
             f"| {rounds_text} | {f.median('worker_sessions'):.2f} "
-            f"| {f.median('producer_xacts'):.2f} + {f.median('worker_xacts'):.2f} |"
+            f"| {f.median('producer_xacts'):.2f} + {f.median('worker_xacts'):.2f} "
+            f"| {f.producer_cpu()} |"
         )
     lines.extend(_cpu_table(figures))
     lines.append("")
