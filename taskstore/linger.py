@@ -43,6 +43,9 @@ class HeldStarts:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._held: dict[str, tuple[Transition, float]] = {}
+        # How many taken out of _held that the background thread is writing now. Counted before
+        # they leave _held, so take()'s unlocked look sees them in one or the other.
+        self._in_flight = 0
         # Serialises a background write of a held STARTED with its task's own next write
         # (re-entrant: the background write goes through record(), which asks take()).
         self._writing = threading.RLock()
@@ -65,7 +68,7 @@ class HeldStarts:
         If the background thread is writing it at this moment, wait until it is written (and
         return None): the caller's own write comes after it.
         """
-        if self._pid != os.getpid() or not self._held:
+        if self._pid != os.getpid() or (not self._held and not self._in_flight):
             return None
         with self._writing, self._changed:
             entry = self._held.pop(task_id, None)
@@ -78,8 +81,9 @@ class HeldStarts:
         with self._writing:
             with self._changed:
                 due = [started for started, _ in self._held.values()]
+                self._in_flight = len(due)
                 self._held.clear()
-            self._write(due)
+            self._write_counted(due)
 
     def _run(self) -> None:
         while True:
@@ -97,9 +101,17 @@ class HeldStarts:
                 with self._changed:
                     now = time.monotonic()
                     due = [started for started, deadline in self._held.values() if deadline <= now]
+                    self._in_flight = len(due)
                     for started in due:
                         del self._held[started.task_id]
-                self._write(due)
+                self._write_counted(due)
+
+    def _write_counted(self, due: list[Transition]) -> None:
+        try:
+            self._write(due)
+        finally:
+            with self._changed:
+                self._in_flight = 0
 
     @staticmethod
     def _write(due: list[Transition]) -> None:

@@ -138,6 +138,9 @@ class ReceivedWriter:
                     continue
             with self._batch:
                 with self._changed:
+                    # Marked as writing before the batch leaves the queue, so take()'s unlocked
+                    # look sees it in one or the other.
+                    self._writing = 1
                     batch = self._due()
                     self._writing = len(batch)
                 try:

@@ -83,7 +83,10 @@ def test_the_states_seen_through_asyncresult(
     if target.name != "taskstore":
         # Without taskstore's backend, custom states never reach the lifecycle (docs/configuration.md).
         lifecycle = [state for state in lifecycle if state != "PROGRESS"]
-    wait_for(lambda: _lifecycle(result.id) == lifecycle, 10, f"the lifecycle {lifecycle}")
+    try:
+        wait_for(lambda: _lifecycle(result.id) == lifecycle, 10, f"the lifecycle {lifecycle}")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}; recorded: {_lifecycle(result.id)}") from None
 
 
 def test_a_task_waiting_for_its_eta_is_pending(target: Target) -> None:

@@ -4,6 +4,7 @@ worker itself: tests/test_worker_sequences.py, tests/test_worker_faults.py)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from types import SimpleNamespace
@@ -224,3 +225,37 @@ def test_the_three_states_open_from_the_attempts_retry_and_never_pass_an_end() -
     _prerun(task_id, retries=1)
     assert record(Transition(task_id=task_id, state="SUCCESS", attempt=1, result=2)) is None
     assert _events(task_id) == expected
+
+
+@override_settings(TASKSTORE_STARTED_LINGER=0.05)
+def test_an_end_while_the_background_thread_writes_started_waits_for_it() -> None:
+    """The background thread has taken STARTED out of the held list and not yet written it when
+    the task ends: the end must not go first (the lifecycle would then refuse STARTED, and a
+    retried task's second attempt would lose its RECEIVED and STARTED)."""
+    task_id = _received_task()
+    writing, go_on = threading.Event(), threading.Event()
+    write = held._write
+
+    def paused_write(due: list[Transition]) -> None:
+        writing.set()
+        assert go_on.wait(10), "the test never let the write go on"
+        write(due)
+
+    def end() -> None:
+        try:
+            record(Transition(task_id=task_id, state="SUCCESS", result=5))
+        finally:
+            connection.close()
+
+    with mock.patch.object(held, "_write", paused_write):
+        _prerun(task_id)
+        assert writing.wait(10), "the linger's background write did not begin"
+        ender = threading.Thread(target=end)
+        ender.start()
+        # A negative can only be waited for so long: the end, if it does not wait, is done at once.
+        ender.join(timeout=0.5)
+        ended_first = not ender.is_alive()
+        go_on.set()
+        ender.join(timeout=10)
+    assert not ended_first, "the end was written while STARTED was on its way"
+    assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED"), (4, "SUCCESS")]
