@@ -147,11 +147,7 @@ def refresh() -> list[dict[str, Any]]:
 
 
 def save(
-    name: str,
-    transport: str,
-    depth: int | None,
-    key: str = "",
-    elsewhere: frozenset[str] | set[str] = frozenset(),
+    name: str, transport: str, depth: int | None, key: str, elsewhere: set[str]
 ) -> dict[str, Any] | None:
     """Record one queue's depth, read on broker ``key``; a new version (pushed) only when it
     changed. A row that a live monitor of another broker (``elsewhere``) reads is left alone:
