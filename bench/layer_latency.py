@@ -10,7 +10,7 @@ hub's membership: taskstore/fanout.py) and a sender in another process, at a ste
   <layer>: group_send    ``await layer.group_send`` on the sender's own loop -> ``layer.receive``
   <layer>: publisher     taskstore's publisher, called from a plain thread as a worker's pool
                          child calls it (its own sending thread; with the core layer, the
-                         question of which groups have members first) -> ``layer.receive``
+                         members and their copies in two scripts: taskstore/core_groups.py) -> ``layer.receive``
 
 Each message carries its send stamp (CLOCK_MONOTONIC, shared by the machine's processes); the
 receiver stamps it as ``receive`` returns. Needs Redis (flushes a database of its own, 15 by

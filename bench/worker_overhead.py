@@ -175,8 +175,8 @@ def probe_publish(count: int) -> dict[str, float]:
     A transition of an ownerless task is two messages (the task's group and the staff feed), as
     the recorder builds them. Measured two ways: one ``group_send`` at a time on one loop
     (latency), and through the process's publisher the way the recorder hands them over (with
-    the core layer and nobody subscribed, the publisher asks which groups have members and sends
-    nothing: taskstore/core_groups.py).
+    the core layer and nobody subscribed, the publisher reads the groups' members, finds none
+    and sends nothing: taskstore/core_groups.py).
     """
     import asyncio
 

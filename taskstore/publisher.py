@@ -66,8 +66,7 @@ class _Sender:
     async def _drain(self) -> None:
         while True:
             # Whatever queued meanwhile goes out with it: one round trip for many transitions
-            # (the pub/sub layer's one script, or the core layer's one question of which groups
-            # have members; then at most CONCURRENT_GROUP_SENDS group_sends at a time).
+            # (the pub/sub layer's one script; the core layer's two, taskstore.core_groups).
             batch = await self.queue.get()
             layer = get_channel_layer()
             if pubsub_batch.supports(layer) or core_groups.supports(layer):
@@ -90,38 +89,20 @@ class _Sender:
         pauses = SEND_BACKOFF.delays()
         deadline = self.loop.time() + SEND_RETRY_SECONDS
         while pending:
+            # One script per Redis host for the batch on channels-redis' layers; group_send on any other.
             batched = await pubsub_batch.send(layer, pending)
-            if batched is not None:
-                results: list[Any] = batched
-            else:
-                results = await _to_groups_with_members(layer, pending)
+            if batched is None:
+                batched = await core_groups.send(layer, pending)
+            results: list[Any] = batched if batched is not None else await _in_order_per_group(layer, pending)
             failed = [m for m, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
             if not failed:
                 return
+            error = next(r for r in results if isinstance(r, Exception))
             if self.loop.time() >= deadline:
-                raise next(r for r in results if isinstance(r, Exception))
-            logger.warning("group_send failed (%s); retrying", results[0])
+                raise error
+            logger.warning("Sending to the channel layer failed (%s); retrying", error)
             pending = failed
             await asyncio.sleep(next(pauses))
-
-
-async def _to_groups_with_members(layer: Any, messages: list[Message]) -> list[Any]:
-    """``group_send`` each message whose group has members (core_groups; every message when
-    that is not known). One result per message: None (sent, or nobody to send it to) or the
-    error."""
-    try:
-        listened = await core_groups.with_members(layer, (group for group, _ in messages))
-    except Exception as error:  # Redis away: the publisher retries the whole batch
-        return [error] * len(messages)
-    if listened is None:
-        return await _in_order_per_group(layer, messages)
-    wanted = [index for index, (group, _) in enumerate(messages) if group in listened]
-    results: list[Any] = [None] * len(messages)
-    if wanted:
-        sent = await _in_order_per_group(layer, [messages[index] for index in wanted])
-        for index, result in zip(wanted, sent, strict=True):
-            results[index] = result
-    return results
 
 
 async def _in_order_per_group(layer: Any, messages: list[Message]) -> list[Any]:

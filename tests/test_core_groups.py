@@ -1,9 +1,14 @@
-"""Publishing through channels-redis' core layer sends only to groups that have members, and
-the members still get every message (real Redis)."""
+"""Publishing through channels-redis' core layer: a batch goes out in two scripts per Redis host,
+and what the members receive is what ``group_send`` would have given them (real Redis).
+
+These tests read the layer the way taskstore.core_groups does; they fail if a channels-redis
+release changes the internals it uses."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
@@ -13,47 +18,138 @@ from channels_redis.core import RedisChannelLayer
 
 from taskstore import core_groups
 from taskstore.publisher import publisher
+from tests import services
 from tests.support.markers import REAL_SERVICES
 
 pytestmark = REAL_SERVICES
 
+# A second Redis "host" for the sharded case: another database of the test server (the layers'
+# random prefixes keep parallel runs apart).
+SECOND_HOST = services.REDIS_URL.rsplit("/", 1)[0] + "/11"
 
-def _layer(redis_url: str) -> RedisChannelLayer:
+
+def _layer(*urls: str, **options: Any) -> RedisChannelLayer:
     from taskstore.layers import redis_host
 
-    return RedisChannelLayer(hosts=[redis_host(redis_url)], prefix=f"test-{uuid4().hex[:8]}")
+    return RedisChannelLayer(
+        hosts=[redis_host(url) for url in urls], prefix=f"test-{uuid4().hex[:8]}", **options
+    )
 
 
-async def test_only_groups_with_members_are_named(redis_url: str) -> None:
-    layer = _layer(redis_url)
-    channel = await layer.new_channel()
-    await layer.group_add("watched", channel)
+@pytest.fixture
+async def layer(redis_url: str) -> AsyncIterator[RedisChannelLayer]:
+    made = _layer(redis_url)
+    yield made
+    await made.flush()
+    await made.close_pools()
+
+
+async def _received(layer: RedisChannelLayer, channel: str, count: int) -> list[dict[str, Any]]:
+    return [await asyncio.wait_for(layer.receive(channel), timeout=5) for _ in range(count)]
+
+
+async def _nothing_waits(layer: RedisChannelLayer, channel: str) -> bool:
+    connection = layer.connection(layer.consistent_hash(channel))
+    return await connection.zcard(layer.prefix + layer.non_local_name(channel)) == 0
+
+
+async def test_members_get_their_groups_messages_in_the_batchs_order(layer: RedisChannelLayer) -> None:
+    first, second = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("task", first)
+    await layer.group_add("task", second)
+    await layer.group_add("feed", second)
+    batch = [("task", {"type": "t", "n": n}) for n in range(1, 6)]
+    batch.insert(2, ("feed", {"type": "f", "n": 0}))
+    batch.append(("nobody", {"type": "x", "n": 9}))
     # This channels-redis is one core_groups understands (None would mean it fell back).
-    assert await core_groups.with_members(layer, ["watched", "nobody", "watched"]) == {"watched"}
-    await layer.group_discard("watched", channel)
-    assert await core_groups.with_members(layer, ["watched"]) == set()
+    assert await core_groups.send(layer, batch) == [None] * len(batch)
+    assert [m["n"] for m in await _received(layer, first, 5)] == [1, 2, 3, 4, 5]
+    both = [(m["type"], m["n"]) for m in await _received(layer, second, 6)]
+    assert both == [("t", 1), ("t", 2), ("f", 0), ("t", 3), ("t", 4), ("t", 5)]
+    assert await _nothing_waits(layer, first) and await _nothing_waits(layer, second)
+
+
+async def test_batches_one_after_another_keep_their_order(layer: RedisChannelLayer) -> None:
+    channel = await layer.new_channel()
+    await layer.group_add("task", channel)
+    for n in range(50):  # far quicker than the clock moves between some of them
+        assert await core_groups.send(layer, [("task", {"type": "t", "n": n})]) == [None]
+    assert [m["n"] for m in await _received(layer, channel, 50)] == list(range(50))
+
+
+async def test_an_empty_group_stores_nothing(layer: RedisChannelLayer) -> None:
+    assert await core_groups.send(layer, [("nobody", {"type": "t"})]) == [None]
+    connection = layer.connection(0)
+    assert await connection.keys(f"{layer.prefix}*") == []
+
+
+async def test_members_past_the_group_expiry_get_nothing_and_are_removed(layer: RedisChannelLayer) -> None:
+    # A member that joined long ago and never renewed, as group_send would expire it.
+    connection = layer.connection(layer.consistent_hash("stale"))
+    stale = await layer.new_channel()
+    await connection.zadd(layer._group_key("stale"), {stale: 1})
+    assert await core_groups.send(layer, [("stale", {"type": "t"})]) == [None]
+    assert await connection.zcard(layer._group_key("stale")) == 0
+    assert await _nothing_waits(layer, stale)
+
+
+async def test_a_full_channel_drops_the_copy_and_the_others_still_get_it(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    layer = _layer(redis_url, capacity=2)
+    full = await layer.new_channel()
+    # Channels of one process share a Redis key: a second layer (another process) for the other.
+    other = _layer(redis_url, capacity=2)
+    other.prefix = layer.prefix
+    free = await other.new_channel()
+    await layer.group_add("task", full)
+    await layer.group_add("task", free)
+    await layer.send(full, {"type": "waiting", "n": 1})
+    await layer.send(full, {"type": "waiting", "n": 2})
+    with caplog.at_level(logging.INFO, logger="taskstore.core_groups"):
+        assert await core_groups.send(layer, [("task", {"type": "t", "n": 3})]) == [None]
+    assert "1 of 2 channels over capacity in group task" in caplog.text
+    assert [m["n"] for m in await _received(layer, full, 2)] == [1, 2]
+    assert [m["n"] for m in await _received(other, free, 1)] == [3]
+    await layer.flush()
+    await layer.close_pools()
+    await other.close_pools()
+
+
+async def test_with_two_hosts_each_member_gets_its_copy_on_its_own_host(redis_url: str) -> None:
+    layer = _layer(redis_url, SECOND_HOST)
+    # Processes' layers, each with a channel in the group, until both hosts have one.
+    receivers: list[RedisChannelLayer] = []
+    channels: list[str] = []
+    while {layer.consistent_hash(layer.non_local_name(c)) for c in channels} != {0, 1}:
+        assert len(channels) < 64, "every process channel hashed to one host"
+        receivers.append(_layer(redis_url, SECOND_HOST))
+        receivers[-1].prefix = layer.prefix
+        channels.append(await receivers[-1].new_channel())
+        await layer.group_add("task", channels[-1])
+    assert await core_groups.send(layer, [("task", {"type": "t", "n": n}) for n in (1, 2)]) == [None, None]
+    for receiver, channel in zip(receivers, channels, strict=True):
+        assert [m["n"] for m in await _received(receiver, channel, 2)] == [1, 2]
+        await receiver.close_pools()
     await layer.flush()
     await layer.close_pools()
 
 
-async def test_members_past_the_group_expiry_do_not_count(redis_url: str) -> None:
-    layer = _layer(redis_url)
-    # A member that joined long ago and never renewed, as group_send would expire it.
-    connection = layer.connection(layer.consistent_hash("stale"))
-    await connection.zadd(layer._group_key("stale"), {"specific.gone!x": 1})
-    assert await core_groups.with_members(layer, ["stale"]) == set()
-    assert await connection.zcard(layer._group_key("stale")) == 0
-    await layer.flush()
+async def test_redis_away_is_an_error_for_every_message_of_the_batch() -> None:
+    layer = _layer("redis://127.0.0.1:1/0")  # nothing listens there
+    results = await core_groups.send(layer, [("a", {"type": "t"}), ("b", {"type": "t"})])
+    assert results is not None and len(results) == 2
+    assert all(isinstance(r, Exception) for r in results)
     await layer.close_pools()
 
 
 def test_other_layers_are_declined() -> None:
     from channels.layers import InMemoryChannelLayer
 
-    assert async_to_sync(core_groups.with_members)(InMemoryChannelLayer(), ["g"]) is None
+    assert async_to_sync(core_groups.send)(InMemoryChannelLayer(), [("g", {"type": "t"})]) is None
 
 
-def test_the_publisher_skips_empty_groups_and_delivers_to_members(
+def test_the_publisher_sends_a_batch_without_group_send(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from channels.layers import get_channel_layer
@@ -63,21 +159,18 @@ def test_the_publisher_skips_empty_groups_and_delivers_to_members(
     watched, empty = f"w-{uuid4().hex}", f"e-{uuid4().hex}"
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(watched, channel)
-    sent: list[str] = []
-    group_send = layer.group_send
 
-    async def counting(group: str, message: dict[str, Any]) -> None:
-        sent.append(group)
-        await group_send(group, message)
+    async def not_expected(group: str, message: dict[str, Any]) -> None:
+        raise AssertionError(f"group_send({group!r}) was called")
 
-    monkeypatch.setattr(layer, "group_send", counting)
-    message = {"type": "test.message", "n": 1}
-    publisher.publish([(empty, message), (watched, message), (empty, {**message, "n": 2})])
+    monkeypatch.setattr(layer, "group_send", not_expected)
+    publisher.publish(
+        [(empty, {"type": "t", "n": 1}), (watched, {"type": "t", "n": 2}), (watched, {"type": "t", "n": 3})]
+    )
     assert publisher.flush(timeout=10)
-    assert sent == [watched]
 
-    async def receive() -> dict[str, Any]:
-        return await asyncio.wait_for(layer.receive(channel), timeout=5)
+    async def receive() -> list[int]:
+        return [m["n"] for m in await _received(layer, channel, 2)]
 
-    assert async_to_sync(receive)() == message
+    assert async_to_sync(receive)() == [2, 3]
     async_to_sync(layer.group_discard)(watched, channel)

@@ -142,7 +142,7 @@ async def test_when_the_layer_drops_messages_the_gaps_are_filled_from_the_databa
     for frames in received:
         assert_every_version_once(frames, 1, PROGRESS_50_VERSIONS)
         assert (frames[-1]["state"], frames[-1]["result"]) == ("SUCCESS", 50)
-    # channels-redis said it dropped messages for this task's subscribers...
+    # The publisher said it dropped messages for this task's subscribers (in channels-redis' words)...
     assert f"channels over capacity in group {addressing.task_group(task_id)}" in small_worker.output()
     # ...and the server read the missing versions from the database.
     log = proc.output()
