@@ -3,17 +3,20 @@
     .venv/bin/python bench/layer_latency.py [--messages N] [--rate R] [--redis URL]
 
 bench/push_latency.py measures commit -> WebSocket frame whole. This takes the channel layer
-alone, in the shape the product uses it: a server-side channel that joined one group (a fan-out
-hub's membership: taskstore/fanout.py) and a sender in another process, at a steady rate.
+alone, in the shape the product uses it: a server process in one group and a sender in another
+process, at a steady rate.
 
-  floor                  redis-py PUBLISH -> SUBSCRIBE (bench/push_latency.py's floor)
-  <layer>: group_send    ``await layer.group_send`` on the sender's own loop -> ``layer.receive``
-  <layer>: publisher     taskstore's publisher, called from a plain thread as a worker's pool
-                         child calls it (its own sending thread; with the core layer, the
-                         members and their copies in two scripts: taskstore/core_groups.py) -> ``layer.receive``
+  floor        redis-py PUBLISH -> SUBSCRIBE (bench/push_latency.py's floor)
+  group_send   ``await layer.group_send`` on the sender's own loop
+  publisher    taskstore's publisher, called from a plain thread as a worker's pool child calls
+               it (its own sending thread; with the core layer, the members and their copies in
+               two scripts: taskstore/core_groups.py)
+  receive      a channel of the receiving process and ``layer.receive``
+  hub          taskstore's fan-out hub, as a server process receives (taskstore/fanout.py; on
+               the core layer one reader for all its channels: taskstore/core_reader.py)
 
 Each message carries its send stamp (CLOCK_MONOTONIC, shared by the machine's processes); the
-receiver stamps it as ``receive`` returns. Needs Redis (flushes a database of its own, 15 by
+receiver stamps it as ``receive`` returns or the hub hands it over. Needs Redis (flushes a database of its own, 15 by
 default).
 """
 
@@ -28,6 +31,7 @@ import sys
 import threading
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -41,28 +45,53 @@ SECRET_KEY = "bench-layer-latency-not-a-secret-0123456789abcdef"
 GROUP = "bench.layer-latency"
 LAYERS = ("core", "pubsub")
 SENDERS = ("group_send", "publisher")
+RECEIVERS = ("receive", "hub")
+# (sender, receiver) per layer: the layer alone, taskstore's sending side, then both of its sides.
+PATHS = (("group_send", "receive"), ("publisher", "receive"), ("publisher", "hub"))
 
 
 # --- child roles -------------------------------------------------------------------------------
 
 
-def role_receive(count: int) -> None:
-    """Join GROUP with a channel of this process, say "ready", then print the latency of each of
-    ``count`` messages (seconds, a JSON list)."""
+def role_receive(receiver: str, count: int) -> None:
+    """Join GROUP, say "ready", then print the latency of each of ``count`` messages (seconds, a
+    JSON list). ``receiver``: "receive" (a channel of this process and ``layer.receive``) or
+    "hub" (taskstore's fan-out hub, as a server process receives: on the core layer its one
+    reader for all its channels, taskstore/core_reader.py)."""
     import django
 
     django.setup()
     from channels.layers import get_channel_layer
 
+    from taskstore.fanout import hub_for
+
+    class Member:
+        def __init__(self) -> None:
+            self.arrived: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+
+        def offer(self, message: dict[str, Any]) -> None:
+            self.arrived.put_nowait((now(), message))
+
     async def receive() -> list[float]:
         layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(GROUP, channel)
+        if receiver == "hub":
+            member = Member()
+            await hub_for(layer).join(GROUP, member)
+
+            async def next_message() -> tuple[float, dict[str, Any]]:
+                return await member.arrived.get()
+        else:
+            channel = await layer.new_channel()
+            await layer.group_add(GROUP, channel)
+
+            async def next_message() -> tuple[float, dict[str, Any]]:
+                message = await layer.receive(channel)
+                return now(), message
+
         print("ready", flush=True)
         samples: list[float] = []
         while len(samples) < count:
-            message = await layer.receive(channel)
-            received = now()
+            received, message = await next_message()
             if message["i"] >= 0:
                 samples.append(received - message["sent"])
         return samples
@@ -129,22 +158,26 @@ def role(name: str, *args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--role", name, *args]
 
 
-def measure(redis_url: str, layer: str, sender: str, count: int, rate: float) -> list[float]:
-    """Latencies of ``count`` messages through ``layer``, sent the ``sender`` way."""
+def measure(redis_url: str, layer: str, sender: str, receiver: str, count: int, rate: float) -> list[float]:
+    """Latencies of ``count`` messages through ``layer``, sent the ``sender`` way and received
+    the ``receiver`` way."""
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
     env = child_env(redis_url, layer)
     # Warm-up message included: the receiver waits for it too.
-    receiver = subprocess.Popen(
-        role("receive", "--messages", str(count)), env=env, stdout=subprocess.PIPE, text=True
+    receiving = subprocess.Popen(
+        role("receive", "--receiver", receiver, "--messages", str(count)),
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    assert receiver.stdout is not None
-    ready = receiver.stdout.readline().strip()
+    assert receiving.stdout is not None
+    ready = receiving.stdout.readline().strip()
     if ready != "ready":
-        receiver.kill()
+        receiving.kill()
         raise SystemExit(f"the receiver did not start ({layer})")
-    timer = threading.Timer(count / rate + 60, receiver.kill)
+    timer = threading.Timer(count / rate + 60, receiving.kill)
     timer.start()
     try:
         subprocess.run(
@@ -152,11 +185,11 @@ def measure(redis_url: str, layer: str, sender: str, count: int, rate: float) ->
             env=env,
             check=True,
         )
-        output, _ = receiver.communicate()
+        output, _ = receiving.communicate()
     finally:
         timer.cancel()
-    if receiver.returncode != 0:
-        raise SystemExit(f"the receiver failed or timed out ({layer}, {sender})")
+    if receiving.returncode != 0:
+        raise SystemExit(f"the receiver failed or timed out ({layer}, {sender}, {receiver})")
     samples: list[float] = json.loads(output.strip().splitlines()[-1])
     return samples
 
@@ -168,6 +201,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis", default=DEFAULT_REDIS, help=f"a Redis database to flush ({DEFAULT_REDIS})")
     parser.add_argument("--role", choices=["receive", "send"], help=argparse.SUPPRESS)
     parser.add_argument("--sender", choices=SENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--receiver", choices=RECEIVERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.messages < 1 or args.rate <= 0:
         parser.error("--messages must be at least 1 and --rate more than 0")
@@ -178,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run every row and print the table."""
     args = parse_args(argv)
     if args.role == "receive":
-        role_receive(args.messages)
+        role_receive(args.receiver, args.messages)
         return
     if args.role == "send":
         role_send(args.sender, args.messages, args.rate)
@@ -192,11 +226,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     ]
     for layer in LAYERS:
-        for sender in SENDERS:
+        for sender, receiver in PATHS:
             rows.append(
                 (
-                    f"{layer}: {sender} -> receive",
-                    measure(args.redis, layer, sender, args.messages, args.rate),
+                    f"{layer}: {sender} -> {receiver}",
+                    measure(args.redis, layer, sender, receiver, args.messages, args.rate),
                 )
             )
     floor_p50 = sorted(rows[0][1])[len(rows[0][1]) // 2]

@@ -10,6 +10,9 @@ The promise is unchanged: the layer remains at-most-once and unordered across pr
 socket still drops what it already sent and fills gaps from the database
 (taskstore.consumers.delivery). A membership the layer lost (a Redis restart, ``group_expiry``) is
 made again by the hub's periodic refresh, every TASKSTORE_RECONCILE_INTERVAL seconds.
+
+On channels-redis' core layer one reader serves all of a hub's channels (taskstore.core_reader);
+on any other layer each membership has a receive of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 import weakref
 from typing import Any, Protocol
 
-from taskstore import conf, layer_outages
+from taskstore import conf, core_reader, layer_outages
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,10 @@ class Hub:
         # Observable: messages received from the layer, and deliveries made from them.
         self.received = 0
         self.delivered = 0
+        # On channels-redis' core layer one reader serves all the hub's channels
+        # (taskstore.core_reader); on any other layer each channel has its own receive.
+        self.reader = core_reader.for_layer(layer, self._delivered_to, self._all_failed)
+        self.by_channel: dict[str, _Membership] = {}
 
     async def join(self, group: str, member: Member) -> None:
         """Make ``member`` receive the messages of ``group``.
@@ -107,6 +114,11 @@ class Hub:
         return len(entry.members) if entry is not None else 0
 
     async def _attach(self, entry: _Membership) -> None:
+        if self.reader is not None:
+            if entry.channel is None:
+                entry.channel = self.reader.new_channel()
+                self.by_channel[entry.channel] = entry
+            self.reader.ensure_running()  # the periodic refresh revives a reader that ended
         if entry.channel is None:
             attempt = await layer_outages.outcome_of(self.layer.new_channel())
             error = attempt.exception()
@@ -127,6 +139,8 @@ class Hub:
     async def _detach(self, entry: _Membership) -> None:
         if self.groups.get(entry.group) is entry:
             del self.groups[entry.group]
+        if entry.channel is not None:
+            self.by_channel.pop(entry.channel, None)
         if entry.channel is not None and entry.joined:
             entry.joined = False
             # A failed discard costs little: memberships expire on their own (group_expiry).
@@ -152,14 +166,28 @@ class Hub:
             message = await receive()
             if message.get("type") == STOP:
                 return
-            self.received += 1
-            # Members are called in turn without awaiting: none of them can hold up the others.
-            for member in list(entry.members):
-                try:
-                    member.offer(message)
-                except Exception:
-                    logger.exception("Delivering a %r message failed", message.get("type"))
-                self.delivered += 1
+            self._deliver(entry, message)
+
+    def _delivered_to(self, channel: str, message: dict[str, Any]) -> None:
+        # From the core layer's reader: a channel the hub has left gets nothing.
+        entry = self.by_channel.get(channel)
+        if entry is not None:
+            self._deliver(entry, message)
+
+    def _deliver(self, entry: _Membership, message: dict[str, Any]) -> None:
+        self.received += 1
+        # Members are called in turn without awaiting: none of them can hold up the others.
+        for member in list(entry.members):
+            try:
+                member.offer(message)
+            except Exception:
+                logger.exception("Delivering a %r message failed", message.get("type"))
+            self.delivered += 1
+
+    def _all_failed(self) -> None:
+        # The reader serves every group: a failed read may have lost any group's messages.
+        for entry in self.groups.values():
+            entry.failed()
 
     def _ensure_refresher(self) -> None:
         if self.refresher is None or self.refresher.done():

@@ -174,3 +174,108 @@ def test_the_publisher_sends_a_batch_without_group_send(
 
     assert async_to_sync(receive)() == [2, 3]
     async_to_sync(layer.group_discard)(watched, channel)
+
+
+# --- the hub's reader (taskstore.core_reader) ----------------------------------------------------
+
+
+class _Collector:
+    """A hub member that keeps what it is offered, and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+
+    def offer(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        self.arrived.set()
+
+    async def until(self, count: int) -> list[int]:
+        async def arrived() -> None:
+            while len(self.messages) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await asyncio.wait_for(arrived(), 5)
+        return [m["n"] for m in self.messages]
+
+
+async def _stopped(hub: Any) -> None:
+    """Cancel the hub's reader, as a stopping server does; it must end within seconds even while
+    it waits in a blocking read (redis-py can lose a cancellation)."""
+    assert hub.reader is not None and hub.reader.task is not None
+    await asyncio.sleep(0.3)  # into the blocking read
+    hub.reader.task.cancel()
+    done, _ = await asyncio.wait({hub.reader.task}, timeout=3)
+    assert done, "the reader did not end when cancelled"
+
+
+async def test_a_hub_on_the_core_layer_reads_all_its_groups_from_one_key(layer: RedisChannelLayer) -> None:
+    from taskstore.fanout import Hub
+
+    hub = Hub(layer)
+    assert hub.reader is not None, "this channels-redis is not one core_reader understands"
+    first, second = _Collector(), _Collector()
+    await hub.join("a", first)
+    await hub.join("b", second)
+    batch = [("a", {"type": "t", "n": 1}), ("b", {"type": "t", "n": 2}), ("a", {"type": "t", "n": 3})]
+    assert await core_groups.send(layer, batch) == [None] * 3
+    await layer.group_send("b", {"type": "t", "n": 4})  # channels-redis' own send reaches it too
+    assert await first.until(2) == [1, 3]
+    assert await second.until(2) == [2, 4]
+    channels = {entry.channel for entry in hub.groups.values()}
+    keys = {layer.prefix + layer.non_local_name(channel) for channel in channels if channel}
+    assert len(channels) == 2 and len(keys) == 1
+    await _stopped(hub)
+
+
+async def test_a_group_the_hub_left_gets_nothing_and_the_others_go_on(layer: RedisChannelLayer) -> None:
+    from taskstore.fanout import Hub
+
+    hub = Hub(layer)
+    left, staying = _Collector(), _Collector()
+    await hub.join("a", left)
+    await hub.join("b", staying)
+    channel = hub.groups["a"].channel
+    assert channel is not None
+    await hub.leave("a", left)
+    # A message already on its way to the channel the hub left, then one for the group it kept.
+    await layer.send(channel, {"type": "t", "n": 1})
+    await layer.group_send("b", {"type": "t", "n": 2})
+    assert await staying.until(1) == [2]
+    assert left.messages == []
+    await _stopped(hub)
+
+
+async def test_a_failed_read_counts_against_every_group_and_the_reader_recovers(
+    layer: RedisChannelLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from taskstore.fanout import Hub
+
+    layer.brpop_timeout = 0.2  # the blocking read comes back soon when idle
+    hub = Hub(layer)
+    first, second = _Collector(), _Collector()
+    await hub.join("a", first)
+    await hub.join("b", second)
+    connection = layer.connection
+    down = True
+
+    def failing(index: int) -> Any:
+        if down:
+            raise ConnectionError("Redis is away")
+        return connection(index)
+
+    before = time.monotonic()
+    monkeypatch.setattr(layer, "connection", failing)
+
+    async def failed() -> None:
+        while not (hub.failed_since("a", before) and hub.failed_since("b", before)):
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(failed(), 5)
+    down = False
+    await layer.group_send("b", {"type": "t", "n": 1})
+    assert await second.until(1) == [1]
+    await _stopped(hub)

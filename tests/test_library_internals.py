@@ -4,7 +4,8 @@ used in one module only; these tests fail when a release changes one under it (a
 - asgiref's record of the loop behind ``sync_to_async`` (taskstore.calling_loop);
 - daphne's ``send`` and Twisted's write buffer (taskstore.consumers.outbox);
 - channels-redis' pub/sub layer naming and shards (taskstore.pubsub_batch);
-- channels-redis' core layer storage: tests/test_core_groups.py;
+- channels-redis' core layer storage and message format (taskstore.core_groups,
+  taskstore.core_reader): tests/test_core_groups.py;
 - Channels' rule for handler names (taskstore.consumers.base.LiveConsumer.dispatch).
 
 And one thing that needs no internals any more: a forked process publishes through the channel
