@@ -50,12 +50,13 @@ class Reader:
         self.task: asyncio.Task[None] | None = None
 
     def new_channel(self) -> str:
-        """A channel of this reader (no Redis call); its messages reach ``deliver``."""
-        self.ensure_running()
+        """A channel of this reader (no Redis call); its messages reach ``deliver`` once the
+        reader runs (:meth:`ensure_running`)."""
         return f"{self.process_name}{uuid.uuid4().hex}"
 
     def ensure_running(self) -> None:
-        """Start reading on the running loop, unless it already does."""
+        """Start reading on the running loop, unless it already does (or start again after the
+        reading task ended)."""
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run())
 

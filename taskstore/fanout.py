@@ -146,11 +146,12 @@ class Hub:
             # A failed discard costs little: memberships expire on their own (group_expiry).
             await layer_outages.one_at_a_time([self.layer.group_discard(entry.group, entry.channel)], "leave")
         if entry.receiver is not None and entry.channel is not None:
+            # (A hub with a reader of its own has no receive per channel: nothing to end.)
             # End the receive with a message rather than a cancellation: channels-redis' core
-            # layer serves every channel of a process from one blocking read, and a receive
-            # cancelled in it can hold that read up to its 5 s timeout, delaying every other
-            # group's messages (measured: a 5.1 s frame in bench/push_latency.py, where finished
-            # tasks leave their groups while others stream).
+            # layer, read through its receive, serves every channel of a process from one
+            # blocking read, and a receive cancelled in it can hold that read up to its 5 s
+            # timeout, delaying every other group's messages (measured: a 5.1 s frame in
+            # bench/push_latency.py, where finished tasks leave their groups while others stream).
             failed = await layer_outages.one_at_a_time(
                 [self.layer.send(entry.channel, {"type": STOP})], "stop"
             )
