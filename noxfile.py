@@ -77,6 +77,7 @@ TEST_DEPS = [
     "pytest-django",
     "pytest-asyncio",
     "websockets",
+    "uvicorn",
     "playwright",
     "django-celery-results",
     "pyyaml",

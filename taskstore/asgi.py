@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
+from asgiref.sync import markcoroutinefunction
+
 from taskstore.origin import OriginValidator
 from taskstore.publisher import publisher
 from taskstore.session_auth import SessionAuthMiddleware
@@ -29,13 +31,15 @@ class BindPublisherLoop:
     """
 
     # Not ``async def``: it returns the wrapped application's coroutine for the server to await,
-    # so no frame of its own stays alive for as long as each socket is open.
+    # so no frame of its own stays alive for as long as each socket is open. Marked as a
+    # coroutine function all the same: uvicorn tells ASGI 3 from ASGI 2 by that.
     _asgi_single_callable = True
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self._bound: asyncio.AbstractEventLoop | None = None
 
+    @markcoroutinefunction
     def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
         loop = asyncio.get_running_loop()
         if loop is not self._bound:

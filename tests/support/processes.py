@@ -155,3 +155,12 @@ def daphne(env: dict[str, str], port: int | None = None) -> tuple[ManagedProcess
     args = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "realtime.asgi:application"]
     proc = ManagedProcess(f"daphne-{port}", args, env).start(ready=lambda: port_open(port))
     return proc, port
+
+
+def uvicorn(env: dict[str, str], port: int | None = None) -> tuple[ManagedProcess, int]:
+    """A real uvicorn process serving ``realtime.asgi:application`` with uvicorn's defaults (it
+    works out the ASGI version itself); returns it and its port."""
+    port = port or free_port()
+    args = [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "realtime.asgi:application"]  # fmt: skip
+    proc = ManagedProcess(f"uvicorn-{port}", args, env).start(ready=lambda: port_open(port))
+    return proc, port
