@@ -168,7 +168,7 @@ def start_server(kind: str, app: str, env: dict[str, str]) -> Server:
     else:
         args = [
             str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--backlog", "4096",
-            "--log-level", "warning", "--no-access-log", "--ws", "websockets", "--lifespan", "off", app,
+            "--log-level", "warning", "--no-access-log", "--lifespan", "off", app,
         ]  # fmt: skip
     proc = subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
