@@ -80,8 +80,10 @@ def test_unencodable_result_is_a_clear_failure(worker: Any) -> None:
 
 def test_worker_survives_its_database_connections_being_cut(worker: Any, test_database_url: str) -> None:
     # Warm the worker's connections, then cut every one of them (a database restart or an idle
-    # timeout does the same to a long-lived worker).
-    assert tasks.add.delay(1, 2).get(timeout=20) == 3
+    # timeout does the same to a long-lived worker). Two tasks that overlap, so that each of the
+    # two pool children holds a connection: whichever runs the next task meets a dead one.
+    warm = [tasks.sleep.delay(0.5, value) for value in (1, 2)]
+    assert [result.get(timeout=20) for result in warm] == [1, 2]
     from django.db import connection
 
     with psycopg.connect(test_database_url.replace("postgres://", "postgresql://"), autocommit=True) as admin:
