@@ -159,13 +159,18 @@ def record_many(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
         return []
     if any(t.state in states.TERMINAL_STATES or t.requires for t in unique):
         raise ValueError("record_many() takes non-terminal transitions without requires: record() those")
-    unique = _still_to_write(unique)
+    # The check is retried with the write: the worker's main process keeps its connection
+    # between batches, and the database may have dropped it meanwhile.
+    return _retrying(partial(_check_and_record_batch, unique), states.RECEIVED, f"{len(unique)} tasks")
+
+
+def _check_and_record_batch(transitions: list[Transition]) -> list[dict[str, Any]]:
+    unique = _still_to_write(transitions)
     if not unique:
         return []
     if connection.vendor != "postgresql":
         return [document for t in unique if (document := record(t)) is not None]
-    described = f"{len(unique)} tasks"
-    return _retrying(partial(_record_batch, unique), states.RECEIVED, described)
+    return _record_batch(unique)
 
 
 def _still_to_write(transitions: list[Transition]) -> list[Transition]:

@@ -11,7 +11,7 @@ from unittest import mock
 from uuid import uuid4
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from taskstore import recorder
@@ -237,3 +237,20 @@ def test_a_received_that_expects_its_row_brings_back_no_forgotten_task() -> None
     documents = record_many([replace(_received(gone), expects_row=True), _received(foreign)])
     assert [d["task_id"] for d in documents] == [foreign]
     assert not TaskRecord.objects.filter(task_id=gone).exists()
+
+
+def test_a_batch_on_a_connection_the_database_dropped_is_written_on_a_fresh_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker's main process keeps its connection between batches; when the database has
+    dropped it meanwhile (a restart, an idle timeout), the batch, its check of what is already
+    written included, goes through on a new connection instead of being lost."""
+    task_ids = [_tid() for _ in range(2)]
+    for task_id in task_ids:
+        record(Transition(task_id=task_id, state="PENDING"))
+    with pytest.raises(OperationalError), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    with caplog.at_level(logging.WARNING, logger="taskstore.recorder"):
+        documents = record_many([replace(_received(t), expects_row=True) for t in task_ids])
+    assert [(d["task_id"], d["state"]) for d in documents] == [(t, "RECEIVED") for t in task_ids]
+    assert "retrying on a fresh connection" in caplog.text
