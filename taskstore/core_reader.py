@@ -9,7 +9,8 @@ server runs, and the sockets a lost message was for fill it from the database
 (taskstore.consumers.delivery), so a hub reads its messages more simply: its channels share a
 client prefix of their own, hence one Redis key, and one reader per hub takes every message
 waiting there in one ``ZPOPMIN`` (lowest score first: the order the senders gave), blocking in
-``BZPOPMIN`` only when none wait.
+``BZPOPMIN`` only when none wait. A reader whose hub has no channels left ends after its current
+read, so an idle server holds no blocking read on Redis; the hub's next join starts it again.
 
 Channels named here are ordinary channels of the layer: ``group_add``, ``group_send`` and
 taskstore.core_groups deliver to them as to any other. The key and the message format are the
@@ -41,10 +42,14 @@ Deliver = Callable[[str, dict[str, Any]], None]
 class Reader:
     """Names channels for one hub and delivers what arrives on them, by channel."""
 
-    def __init__(self, layer: Any, deliver: Deliver, failed: Callable[[], None]) -> None:
+    def __init__(
+        self, layer: Any, deliver: Deliver, failed: Callable[[], None], wanted: Callable[[], bool]
+    ) -> None:
         self.layer = layer
         self.deliver = deliver
         self.failed = failed
+        # Whether any channel of this reader is still in use: when not, the reader ends.
+        self.wanted = wanted
         # "specific.<own client prefix>!": every channel named here ends up in one key.
         self.process_name = f"specific.{uuid.uuid4().hex}!"
         self.task: asyncio.Task[None] | None = None
@@ -62,7 +67,7 @@ class Reader:
 
     async def _run(self) -> None:
         pauses = layer_outages.RECEIVE_BACKOFF.delays()
-        while True:
+        while self.wanted():
             # A task of its own, so that cancelling the reader (the server stopping) always
             # works: redis-py can lose a cancellation (taskstore.layer_outages.outcome_of).
             attempt = await layer_outages.outcome_of(self._read(), grace=layer_outages.CANCEL_GRACE)
@@ -103,7 +108,9 @@ class Reader:
             self.deliver(channel, message)
 
 
-def for_layer(layer: Any, deliver: Deliver, failed: Callable[[], None]) -> Reader | None:
+def for_layer(
+    layer: Any, deliver: Deliver, failed: Callable[[], None], wanted: Callable[[], bool]
+) -> Reader | None:
     """A reader for ``layer`` when it is channels-redis' core layer with the internals this
     uses; None otherwise (the hub then uses ``layer.receive``)."""
     if not core_groups.supports(layer):
@@ -111,4 +118,4 @@ def for_layer(layer: Any, deliver: Deliver, failed: Callable[[], None]) -> Reade
     if not all(hasattr(layer, name) for name in _INTERNALS):
         logger.warning("This channels-redis has no core-layer internals taskstore knows: using receive")
         return None
-    return Reader(layer, deliver, failed)
+    return Reader(layer, deliver, failed, wanted)

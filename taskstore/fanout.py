@@ -73,8 +73,10 @@ class Hub:
         self.delivered = 0
         # On channels-redis' core layer one reader serves all the hub's channels
         # (taskstore.core_reader); on any other layer each channel has its own receive.
-        self.reader = core_reader.for_layer(layer, self._delivered_to, self._all_failed)
         self.by_channel: dict[str, _Membership] = {}
+        self.reader = core_reader.for_layer(
+            layer, self._delivered_to, self._all_failed, wanted=lambda: bool(self.by_channel)
+        )
 
     async def join(self, group: str, member: Member) -> None:
         """Make ``member`` receive the messages of ``group``.
@@ -118,7 +120,7 @@ class Hub:
             if entry.channel is None:
                 entry.channel = self.reader.new_channel()
                 self.by_channel[entry.channel] = entry
-            self.reader.ensure_running()  # the periodic refresh revives a reader that ended
+            self.reader.ensure_running()  # after the hub was idle, or a reader that ended
         if entry.channel is None:
             attempt = await layer_outages.outcome_of(self.layer.new_channel())
             error = attempt.exception()

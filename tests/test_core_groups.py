@@ -279,3 +279,27 @@ async def test_a_failed_read_counts_against_every_group_and_the_reader_recovers(
     await layer.group_send("b", {"type": "t", "n": 1})
     assert await second.until(1) == [1]
     await _stopped(hub)
+
+
+async def test_a_hub_everyone_left_stops_reading_and_reads_again_on_the_next_join(
+    layer: RedisChannelLayer,
+) -> None:
+    """An idle server holds no blocking read on Redis: the reader ends after its current read
+    once the hub has no channels, and the next join starts it again."""
+    from taskstore.fanout import Hub
+
+    layer.brpop_timeout = 0.2  # the blocking read comes back soon when idle
+    hub = Hub(layer)
+    member = _Collector()
+    await hub.join("a", member)
+    assert hub.reader is not None and hub.reader.task is not None
+    first_reader = hub.reader.task
+    await hub.leave("a", member)
+    done, _ = await asyncio.wait({first_reader}, timeout=3)
+    assert done, "the reader went on reading with no channel left"
+    assert first_reader.exception() is None
+    await hub.join("a", member)
+    assert hub.reader.task is not first_reader and not hub.reader.task.done()
+    await layer.group_send("a", {"type": "t", "n": 1})
+    assert await member.until(1) == [1]
+    await _stopped(hub)
