@@ -268,10 +268,10 @@ def child_env(settings: str, database_url: str, redis_url: str, tasks: int) -> d
     return env
 
 
-def run_role(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run this script in a child role; return the JSON it prints."""
+def run_role(args: list[str], env: dict[str, str], script: Path | None = None) -> dict[str, Any]:
+    """Run this script (or ``script``) in a child role; return the JSON it prints."""
     done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), *args],
+        [sys.executable, str(script or Path(__file__).resolve()), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
