@@ -12,6 +12,8 @@ Compares, in one run, with the configurations interleaved over several rounds:
 and on request (``--configs``):
 
   (c0)      as (c), with a channel layer that discards every message (bench/settings_discard.py)
+  (c-nopush) as (c), with nothing handed to the publisher at all (bench/settings_nopush.py): what
+            recording costs without the push
   (b-reuse) (b) and (c-reuse) (c), with ``CELERY_DB_REUSE_MAX`` so Celery's Django fixup keeps
             database connections across tasks instead of closing them around each one
 
@@ -86,6 +88,7 @@ CONFIGS = (
     Config("b", "django-celery-results (django-db)", "bench.settings_dcr"),
     Config("c", "taskstore: 4 states recorded + pushed", "bench.settings_taskstore"),
     Config("c0", "taskstore, channel layer discards", "bench.settings_discard"),
+    Config("c-nopush", "taskstore, nothing pushed", "bench.settings_nopush"),
     Config("b-reuse", "(b) + CELERY_DB_REUSE_MAX=1000", "bench.settings_dcr_reuse"),
     Config("c-reuse", "(c) + CELERY_DB_REUSE_MAX=1000", "bench.settings_taskstore_reuse"),
 )
@@ -513,6 +516,13 @@ def render(
         lines.append(
             f"Publishing, worker throughput (c against c0): {per_task * 1e6:,.0f} µs of worker time per "
             f"task, {per_task / 3 * 1e6:,.0f} µs per pushed transition (the worker pushes 3 per task)."
+        )
+    if {"c", "c-nopush"} <= worker.keys():
+        per_task = 1 / worker["c"] - 1 / worker["c-nopush"]
+        lines.append(
+            f"The push, worker throughput (c against c-nopush): {per_task * 1e6:,.0f} µs of worker time "
+            f"per task"
+            + (f"; without it c/a would be {worker['c-nopush'] / worker['a']:.2f}." if "a" in worker else ".")
         )
     if probe:
         lines.append(
