@@ -21,21 +21,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# The servers import this module for its applications: what the orchestrating process needs
+# (bench.fanout's server control, the websockets client) is imported where it is used, so the
+# servers load nothing but the applications.
 
-from bench.scratch import free_port  # noqa: E402
-
-VENV_BIN = Path(sys.executable).parent
 # The size of a task.update frame (bench/fanout.py pads the floor's messages to it too).
 FRAME = "x" * 480
 OPEN_CONCURRENCY = 100
@@ -61,64 +57,20 @@ async def exchange(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "websocket.send", "text": FRAME})
 
 
-def rss(pid: int) -> int:
-    """Resident memory of process ``pid``, bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-async def settled(pid: int, seconds: float = 1.0) -> int:
-    """RSS once it stopped moving for ``seconds`` (at most 15 s)."""
-    loop = asyncio.get_running_loop()
-    last, stable_since, deadline = rss(pid), loop.time(), loop.time() + 15
-    while loop.time() < deadline:
-        await asyncio.sleep(0.2)
-        now = rss(pid)
-        if abs(now - last) > 64 * 1024:
-            last, stable_since = now, loop.time()
-        elif loop.time() - stable_since >= seconds:
-            break
-    return rss(pid)
-
-
-def start(server: str, app: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``server`` serving ``bench.socket_memory:<app>``; return the process and its port."""
-    port = free_port()
-    target = f"bench.socket_memory:{app}"
-    if server == "daphne":
-        args = [str(VENV_BIN / "daphne"), "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096", target]
-    else:
-        args = [
-            str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--backlog", "4096",
-            "--log-level", "warning", "--no-access-log", "--lifespan", "off", target,
-        ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{server} exited at start")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, port
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{server} did not listen within 60 s")
-
-
 async def per_socket(server: str, app: str, sockets: int) -> float:
     """The server's RSS per idle socket of ``app``, KiB."""
     from websockets.asyncio.client import connect
 
-    proc, port = start(server, app)
+    from bench.fanout import start_server, wait_settled
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    served = start_server(server, f"bench.socket_memory:{app}", env)
     try:
 
         async def open_one() -> Any:
-            ws = await connect(f"ws://127.0.0.1:{port}/", proxy=None, ping_interval=None, open_timeout=60)
+            ws = await connect(
+                f"ws://127.0.0.1:{served.port}/", proxy=None, ping_interval=None, open_timeout=60
+            )
             if app == "exchange":
                 await ws.send('{"type": "subscribe"}')
                 await asyncio.wait_for(ws.recv(), 60)
@@ -126,7 +78,7 @@ async def per_socket(server: str, app: str, sockets: int) -> float:
 
         warm = await open_one()  # the server's code paths, before the baseline
         await warm.close()
-        base = await settled(proc.pid)
+        base = await wait_settled(served)
         gate = asyncio.Semaphore(OPEN_CONCURRENCY)
 
         async def gated() -> Any:
@@ -134,12 +86,11 @@ async def per_socket(server: str, app: str, sockets: int) -> float:
                 return await open_one()
 
         opened = await asyncio.gather(*(gated() for _ in range(sockets)))
-        after = await settled(proc.pid)
+        after = await wait_settled(served)
         await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
         return (after - base) / sockets / 1024
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
+        served.stop()
 
 
 async def run(servers: list[str], sockets: int) -> None:
