@@ -14,17 +14,10 @@ from realtime import tasks
 from taskstore.asgi import BindPublisherLoop, OriginValidator, SessionAuthMiddleware
 from taskstore.tokens import make_token
 from tests.live.client import http, off_loop, websocket
-from tests.support.markers import REAL_SERVICES
+from tests.support.markers import real_services
 from tests.support.processes import uvicorn
 
 uvicorn_config = pytest.importorskip("uvicorn.config")
-
-
-def real_services(test: Any) -> Any:
-    """The integration marks (``REAL_SERVICES``) on one test of this module."""
-    for mark in REAL_SERVICES:
-        test = mark(test)
-    return test
 
 
 async def _inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
