@@ -363,8 +363,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             earlier, stream.recorded = stream.recorded, version
             if earlier is not None and min(earlier, version) > sent[task_id]:
                 behind[task_id] = min(earlier, version)
-        if not behind:
-            return
+        if behind:
+            await self.fill(streams, behind)
+
+    async def fill(self, streams: dict[str, TaskStream], behind: dict[str, int]) -> None:
+        """Send, under the lock, the recorded versions of each task in ``behind`` up to its
+        version that the task's stream in ``streams`` has not sent (live updates may have got
+        there first)."""
         async with self.lock:
             for task_id, version in behind.items():
                 stream = streams.get(task_id)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from taskstore import addressing, conf, tokens
-from taskstore.consumers import codes, frames, queries
+from taskstore.consumers import codes, frames, queries, watch
 from taskstore.consumers.base import LiveConsumer
 from taskstore.consumers.delivery import GroupStream, TaskStream, counters
 from taskstore.consumers.errors import BadRequest, Forbidden, TooManySubscriptions
@@ -32,7 +32,16 @@ class TaskConsumer(LiveConsumer):
         """Start with no subscriptions."""
         self.task_streams: dict[str, TaskStream] = {}
         self.group_streams: dict[str, GroupStream] = {}
+        # Checks the unfinished task streams against the database, for all the process's
+        # sockets at once (this socket's own check covers its groups and its session).
+        self.watch = watch.watch()
         return True
+
+    def stop_reconciler(self) -> None:
+        """Stop the periodic checks of this socket and of its task streams."""
+        super().stop_reconciler()
+        for task_id in getattr(self, "task_streams", ()):
+            self.watch.unfollow(task_id, self)
 
     def layer_groups(self) -> list[str]:
         """The groups of every task still running and every group subscribed."""
@@ -85,6 +94,8 @@ class TaskConsumer(LiveConsumer):
         for document in opening.documents:
             await self.send_task(stream, for_push(document))
         stream.sent_version, stream.done = opening.version, opening.done
+        if not stream.done and not self.closing:
+            self.watch.follow(task_id, self)
 
     async def _subscribe_group(self, group_id: str, token: str | None) -> None:
         group = addressing.group_channel_group(group_id)
@@ -107,6 +118,7 @@ class TaskConsumer(LiveConsumer):
         async with self.lock:
             if kind == "task":
                 stream = self.task_streams.pop(identifier, None)
+                self.watch.unfollow(identifier, self)
                 if stream is None or not stream.joined:
                     return
                 group = addressing.task_group(identifier)
@@ -168,6 +180,7 @@ class TaskConsumer(LiveConsumer):
             groups = [s for s in self.group_streams.values() if not self.still_granted(s)]
             for task in tasks:
                 del self.task_streams[task.task_id]
+                self.watch.unfollow(task.task_id, self)
             for group in groups:
                 del self.group_streams[group.group_id]
             for task in tasks:
@@ -192,25 +205,27 @@ class TaskConsumer(LiveConsumer):
     # --- the periodic check ----------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """Refresh group memberships, then send what the database holds beyond what was sent.
+        """Leave the groups of finished tasks, and send the group documents the layer lost.
 
-        channels-redis keeps memberships in Redis: a restart loses them and ``group_expiry``
-        ends them. Re-adding is idempotent. Finished tasks leave their group instead. None of
-        this holds the lock, so live updates are not held up by it.
+        The process's hub re-joins the groups its sockets follow (channels-redis keeps
+        memberships in Redis: a restart loses them and ``group_expiry`` ends them), and its
+        watch (taskstore.consumers.watch) fills the task streams the layer left behind; what
+        is left here is this socket's own. None of it holds the lock, so live updates are not
+        held up by it.
         """
-        tasks, groups = dict(self.task_streams), set(self.group_streams)
-        running = [t for t, s in tasks.items() if not s.done]
-        finished = [s for s in tasks.values() if s.done and s.joined]
-        await self.memberships(add=running, add_groups=groups, discard=[s.task_id for s in finished])
-        for stream in finished:
-            stream.joined = False
-        # A subscription that ended, or began afresh, while those calls were in flight.
-        await self.memberships(
-            add=[s.task_id for s in finished if self.task_streams.get(s.task_id, s) is not s],
-            discard=[t for t in running if t not in self.task_streams],
-            discard_groups=[g for g in groups if g not in self.group_streams],
-        )
-        await self.catch_up(self.task_streams)
+        finished = [s for s in self.task_streams.values() if s.done and s.joined]
+        if finished:
+            for stream in finished:
+                self.watch.unfollow(stream.task_id, self)
+            await self.memberships(discard=[s.task_id for s in finished])
+            for stream in finished:
+                stream.joined = False
+            # A subscription that began afresh while those calls were in flight.
+            await self.memberships(
+                add=[s.task_id for s in finished if self.task_streams.get(s.task_id, s) is not s]
+            )
+        if not self.group_streams:
+            return
         newer = await queries.newer_groups({g: s.sent_version for g, s in self.group_streams.items()})
         if newer:
             async with self.lock:
@@ -219,6 +234,11 @@ class TaskConsumer(LiveConsumer):
                     if group_stream is not None:
                         counters["reconciled"] += 1
                         await self.send_group(group_stream, document)
+
+    async def fill_recorded(self, behind: dict[str, int]) -> None:
+        """Send the recorded versions of each task in ``behind``, up to its version, that this
+        socket has not sent (asked by the watch)."""
+        await self.fill(self.task_streams, behind)
 
     async def memberships(
         self,
