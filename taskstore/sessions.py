@@ -5,13 +5,17 @@ socket keeps streaming after its session ended: after a logout, a password chang
 someone out, the user's deactivation, or the loss of staff rights. Each consumer therefore keeps
 the :class:`Grant` it opened with and checks it again
 
-* on every periodic check (TASKSTORE_RECONCILE_INTERVAL), with :func:`recheck`, which reads the
-  session and the user again from where Django keeps them: one query with database sessions and
-  Django's ModelBackend; and
+* every TASKSTORE_RECONCILE_INTERVAL, with :func:`recheck_many`, for all the sockets of a process
+  at once (taskstore.consumers.watch), which reads the sessions and the users again from where
+  Django keeps them: two queries with database sessions and Django's ModelBackend, however many
+  sockets; and
 * at once, when one of the receivers below says so through the channel layer. A message only
   asks for a check; what the check finds in the database decides. The one exception is a
   logout: Django sends ``user_logged_out`` *before* it deletes the session, so the message names
   the session (by a hash of its key) and the sockets opened with it end without a look.
+
+A socket whose answer changed reads its own grant again with :func:`recheck` (one query) before
+it ends anything.
 
 The receivers are connected when this module is imported (``TaskstoreConfig.ready``).
 """
@@ -107,7 +111,39 @@ def recheck(grant: Grant) -> Viewer:
     handshake: a user made staff since keeps a user's socket. Reads only; unlike ``get_user``
     it never flushes or rotates a session, which belongs to the browser.
     """
-    user, data = _load(grant)
+    return _viewer(grant, *_load(grant))
+
+
+def recheck_many(grants: list[Grant]) -> dict[Grant, Viewer]:
+    """:func:`recheck` for many grants at once (a process's periodic round): with database
+    sessions and Django's ModelBackend, two queries however many grants, one for the users and
+    one for their live sessions."""
+    user_model = get_user_model()
+    users = user_model._default_manager.in_bulk({g.user_id for g in grants})
+    keyed = {g.session_key for g in grants if g.session_key is not None}
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    encoded: dict[str, str] | None = None
+    if keyed and issubclass(store, DatabaseSessionStore):
+        session_model = store.get_model_class()
+        if router.db_for_read(session_model) == router.db_for_read(user_model):
+            live = session_model.objects.filter(session_key__in=keyed, expire_date__gt=timezone.now())
+            encoded = dict(live.values_list("session_key", "session_data"))
+    found = {}
+    for grant in grants:
+        data = None
+        if grant.session_key is not None:
+            if encoded is None:
+                # Cache, file and signed-cookie sessions: the session read costs no database query.
+                data = store(grant.session_key).load()
+            else:
+                data = store().decode(encoded[grant.session_key]) if grant.session_key in encoded else {}
+        found[grant] = _viewer(grant, users.get(grant.user_id), data)
+    return found
+
+
+def _viewer(grant: Grant, user: Any, data: dict[str, Any] | None) -> Viewer:
+    """What ``grant`` still makes, given its user row (None: gone) and its session's data (None
+    without a session, {} for a dead one)."""
     if user is None or (data is not None and not _session_authenticates(grant, user, data)):
         return Viewer()
     if data is None and not getattr(user, "is_active", True):

@@ -43,6 +43,20 @@ def _flush_retries_a_deadlock() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _consumer_thread_connections_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test that used the database, close the connection of the thread where
+    in-process consumers and the periodic checks read (asgiref's one thread for thread-sensitive
+    calls). Connections live for CONN_MAX_AGE there: one left open by the last test would keep
+    the test database from being dropped at the end of the run."""
+    yield
+    if "django_db_setup" in request.fixturenames:
+        from asgiref.sync import SyncToAsync
+        from django.db import connections
+
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Tests marked postgres/redis/browser skip when the service is away, and fail under CI=true."""
     for marker, problem in _PROBLEMS.items():

@@ -5,7 +5,7 @@ a check at once."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
@@ -25,7 +25,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from taskstore import sessions
-from taskstore.consumers import codes
+from taskstore.consumers import codes, queries, watch
 from taskstore.consumers.feed import FeedConsumer
 from taskstore.consumers.tasks import TaskConsumer
 from taskstore.permissions import Viewer
@@ -35,6 +35,7 @@ from taskstore.tokens import make_token
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 STAFF_FIELDS = {"traceback", "args", "kwargs"}
+SOCKETS = 10
 
 
 @pytest.fixture(autouse=True)
@@ -129,6 +130,27 @@ def test_the_recheck_reads_session_and_user_in_one_query(
     }[left]
     assert viewer == expected
     assert len(queries) == 1
+
+
+def test_many_grants_are_rechecked_in_two_queries_each_as_alone() -> None:
+    changes = [no_change, session_deleted, session_expired, password_changed, deactivated, deleted]
+    changes += [staff_removed, session_of_another_user]
+    grants = []
+    for number, change in enumerate(changes):
+        user = User.objects.create_user(f"user{number}", password="an old password", is_staff=True)
+        key, other = log_in(user), log_in(user)
+        # Each user's grants are made before the change (a deletion clears the user's pk): one
+        # of the changed session, one of another session, one without a session.
+        grants += [grant(user, key), grant(user, other), grant(user, None)]
+        change(user, key)
+    alone = {g: sessions.recheck(g) for g in grants}
+    with CaptureQueriesContext(connection) as queries:
+        together = sessions.recheck_many(grants)
+    assert together == alone
+    assert len(queries) == 2  # the users, then their live sessions
+    # What the check must tell apart is there to tell apart: ended, kept, and narrowed grants.
+    assert {v.anonymous for v in together.values()} == {True, False}
+    assert any(v.user_id is not None and not v.staff for v in together.values())
 
 
 def test_the_recheck_never_grants_more_than_the_handshake() -> None:
@@ -378,3 +400,37 @@ async def test_logout_ends_session_subscriptions_with_forbidden_and_token_ones_g
         assert await ws.receive_nothing(timeout=0.2)
         await ws.send_json_to({"type": "subscribe", "task_id": mine})
         assert (await ws.receive_json_from())["code"] == codes.FORBIDDEN
+
+
+async def test_one_round_rechecks_every_socket_of_the_process_and_ends_only_the_ended_session(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.TASKSTORE_RECONCILE_INTERVAL = 0.1
+    asked: list[int] = []
+    real = queries.recheck_grants
+
+    async def counted(grants: list[sessions.Grant]) -> dict[sessions.Grant, Viewer]:
+        asked.append(len(grants))
+        return await real(grants)
+
+    monkeypatch.setattr(queries, "recheck_grants", counted)
+    user = await sync_to_async(User.objects.create_user)("ada", password="an old password")
+    keys = [await sync_to_async(log_in)(user) for _ in range(SOCKETS)]
+    checks = watch.of_loop(watch.SessionWatch)
+    async with AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(feed(user, key)) for key in keys]
+        for ws in sockets:
+            await still_serving(ws)
+        rounds = checks.rounds
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sessions, "ask_to_check", lambda *args, **kwargs: None)
+            await sync_to_async(session_deleted)(user, keys[0])
+        assert await closed_with(sockets[0]) == codes.CLOSE_UNAUTHENTICATED
+        for ws in sockets[1:]:
+            await still_serving(ws)
+        rounds = checks.rounds - rounds
+    # Each round asked once for all the sockets' grants, where a check per socket asked once per
+    # socket and interval.
+    assert rounds >= 1
+    assert max(asked) == SOCKETS
+    assert len(asked) <= checks.rounds

@@ -21,13 +21,12 @@ from tests.test_ws_protocol import (
     record_async,
     socket,
     staff,
-    thread_connections_closed,
     transitions,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-__all__ = ["memory_layer", "staff", "thread_connections_closed"]  # fixtures used here
+__all__ = ["memory_layer", "staff"]  # fixtures used here
 
 SOCKETS = 20
 
@@ -62,7 +61,7 @@ async def test_one_version_query_per_round_fills_every_socket_the_layer_left_beh
         return await real_fetch(task_ids)
 
     monkeypatch.setattr(queries, "fetch_versions", counted_fetch)
-    checks = watch.watch()
+    checks = watch.of_loop(watch.TaskWatch)
     async with AsyncExitStack() as stack:
         sockets = [await stack.enter_async_context(socket(staff)) for _ in range(SOCKETS)]
         for ws in sockets:
@@ -90,7 +89,7 @@ async def test_a_finished_or_unsubscribed_stream_is_no_longer_checked(settings: 
     running, finishing = str(uuid4()), str(uuid4())
     for step in transitions(finishing, steps=1)[:-1]:
         await record_async(step)
-    checks = watch.watch()
+    checks = watch.of_loop(watch.TaskWatch)
     async with socket(staff) as ws:
         for task_id in (running, finishing):
             await ws.send_json_to({"type": "subscribe", "task_id": task_id})

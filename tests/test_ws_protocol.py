@@ -11,11 +11,10 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import connections
 
 from taskstore import addressing, fanout
 from taskstore.consumers import codes, queries
@@ -33,17 +32,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def memory_layer(settings: Any) -> None:
     """Every test here on a fresh in-memory channel layer."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-
-@pytest.fixture(autouse=True)
-async def thread_connections_closed() -> AsyncIterator[None]:
-    """After each test, close the database connection of the consumers' thread.
-
-    Connections live for CONN_MAX_AGE there; one left open keeps the test database from being
-    dropped at the end of the run.
-    """
-    yield
-    await database_sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
@@ -103,8 +91,7 @@ def transitions(task_id: str, owner_id: int | None = None, steps: int = 3) -> li
     ]
 
 
-# As the consumers read: closing the thread's connection after, so no test leaves one open.
-record_async = database_sync_to_async(record)
+record_async = sync_to_async(record)
 
 
 async def test_ping_answers_pong() -> None:

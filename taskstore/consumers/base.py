@@ -21,7 +21,7 @@ from channels.layers import get_channel_layer
 
 from taskstore import conf, fanout, sessions
 from taskstore.backoff import Backoff
-from taskstore.consumers import codes, frames, queries
+from taskstore.consumers import codes, frames, queries, watch
 from taskstore.consumers.delivery import TaskStream, counters
 from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
 from taskstore.consumers.limits import FrameLimiter, Verdict
@@ -164,6 +164,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 for group in self.session_groups():
                     await self.join(group)
                 self.start_checks()
+                if self.grant is not None:
+                    watch.of_loop(watch.SessionWatch).follow(self.grant, self)
 
     async def prepare(self) -> None:
         """Called before the socket is accepted (with ``self.lock`` held): join the groups whose
@@ -208,10 +210,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         ticker().add(self, self.periodic_check, interval * random.uniform(0.5, 1.0), interval)
 
     def stop_reconciler(self) -> None:
-        """Stop the periodic check, cancelling it if it runs (from within, it ends on its own: see
-        ``closing``)."""
+        """Stop the periodic checks, cancelling this socket's if it runs (from within, it ends on
+        its own: see ``closing``)."""
         if getattr(self, "check_interval", None) is not None:
             ticker().discard(self)
+        if self.grant is not None:
+            watch.of_loop(watch.SessionWatch).unfollow(self.grant, self)
 
     def layer_groups(self) -> list[str]:
         """The channel-layer groups this socket is in for what it sends."""
@@ -409,12 +413,22 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             previous, self.viewer = self.viewer, now
             if now.anonymous:
                 logger.info("The session of user %s ended: ending what it granted", grant.user_id)
-                self.grant = None
+                self.regrant(None)
                 await self.leave(sessions.user_group(grant.user_id))
             else:
                 logger.info("User %s lost staff rights: ending what they granted", grant.user_id)
-                self.grant = replace(grant, staff=now.staff)
+                self.regrant(replace(grant, staff=now.staff))
             await self.revoked(previous)
+
+    def regrant(self, grant: sessions.Grant | None) -> None:
+        """Hold ``grant`` (None: nothing) instead of the grant held, and have the process's
+        session watch check it instead."""
+        sessions_watch = watch.of_loop(watch.SessionWatch)
+        if self.grant is not None:
+            sessions_watch.unfollow(self.grant, self)
+        self.grant = grant
+        if grant is not None and not self.closing:
+            sessions_watch.follow(grant, self)
 
     async def revoked(self, previous: Viewer) -> None:
         """The session no longer grants what ``previous`` could see; ``self.viewer`` is what it
@@ -434,11 +448,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         interval = self.check_interval
         if interval is None or self.closing:  # (None: checks were never started)
             return 0.0
-        # The session is checked every interval, even while the rest backs off: its delay is
-        # what docs/protocol.md promises for a logout.
-        await self._check_session_on_schedule()
-        if self.closing:
-            return 0.0
         if time.monotonic() >= self.check_retry_at:
             try:
                 await self.reconcile()
@@ -453,21 +462,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             else:
                 self.check_backoff = 0.0
         return 0.0 if self.closing else interval
-
-    async def _check_session_on_schedule(self) -> None:
-        if self.grant is None:
-            return
-        try:
-            # Redis keeps memberships: a restart or group_expiry loses them.
-            for group in self.session_groups():
-                await self.join(group)
-            await self.check_session()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The database is away. A session kept there cannot end meanwhile (logging out and
-            # changing a password write to it); try again at the next interval.
-            logger.exception("The periodic session check failed; next try in one interval")
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

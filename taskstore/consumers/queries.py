@@ -12,12 +12,13 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from taskstore import permissions, states
+from taskstore import permissions, sessions, states
 from taskstore.consumers.batching import Batched
 from taskstore.documents import task_document, unrecorded_document
 from taskstore.groups import group_document
 from taskstore.models import GroupRecord, TaskRecord
 from taskstore.permissions import Viewer
+from taskstore.sessions import Grant
 
 
 @dataclass
@@ -122,6 +123,12 @@ _versions: Batched[str, int] = Batched(lambda ids: fetch_versions(ids))
 async def task_versions(task_ids: list[str]) -> dict[str, int]:
     """The recorded version of each of ``task_ids`` (unrecorded ones are left out)."""
     return await _versions.get(task_ids)
+
+
+@database_sync_to_async
+def recheck_grants(grants: list[Grant]) -> dict[Grant, Viewer]:
+    """What each of ``grants`` still makes (taskstore.sessions.recheck_many)."""
+    return sessions.recheck_many(grants)
 
 
 async def newer_groups(held: dict[str, int]) -> list[dict[str, Any]]:

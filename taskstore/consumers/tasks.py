@@ -34,7 +34,7 @@ class TaskConsumer(LiveConsumer):
         self.group_streams: dict[str, GroupStream] = {}
         # Checks the unfinished task streams against the database, for all the process's
         # sockets at once (this socket's own check covers its groups and its session).
-        self.watch = watch.watch()
+        self.watch = watch.of_loop(watch.TaskWatch)
         return True
 
     def stop_reconciler(self) -> None:
