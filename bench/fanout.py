@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fanout.py [--sockets 1000] [--versions 60] [--rate 10]
                                      [--layers core,pubsub] [--server daphne|uvicorn]
+                                     [--auth token|session]
 
 One run measures, side by side on the same machine, with the same client:
 
@@ -11,7 +12,10 @@ One run measures, side by side on the same machine, with the same client:
   taskstore  the project's ASGI application (``realtime.asgi``, PostgreSQL, the Redis channel
              layer named by ``--layers``); every socket subscribes to one task (with its token)
              and a recorder process records the task's versions with ``taskstore.recorder.record``
-             at a steady rate (PENDING, RECEIVED, STARTED, PROGRESS x (versions - 4), SUCCESS)
+             at a steady rate (PENDING, RECEIVED, STARTED, PROGRESS x (versions - 4), SUCCESS);
+             with ``--auth session`` each socket also comes logged in, with a Django session of
+             its own (its cookie on the handshake), so the server checks every session again
+             each TASKSTORE_RECONCILE_INTERVAL
 
 and for each: commit (or publish) -> frame over all sockets (p50, p99, max), the spread of one
 version from the first socket to the last, delivered / expected (each socket must receive every
@@ -220,24 +224,55 @@ class Follower:
                 self.arrivals.append((frame["version"], stamp))
 
 
-async def connect(port: int, path: str) -> Any:
+async def connect(port: int, path: str, cookie: str | None = None) -> Any:
     from websockets.asyncio.client import connect as ws_connect
 
     return await ws_connect(
-        f"ws://127.0.0.1:{port}{path}", proxy=None, open_timeout=120, ping_interval=None, max_size=2**22
+        f"ws://127.0.0.1:{port}{path}",
+        proxy=None,
+        open_timeout=120,
+        ping_interval=None,
+        max_size=2**22,
+        additional_headers={"Cookie": cookie} if cookie else None,
     )
 
 
+def logged_in_cookies(count: int) -> list[str]:
+    """The ``Cookie`` headers of ``count`` Django sessions of one user, each as a login makes it."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user, _ = User.objects.get_or_create(username="bench-follower")
+    cookies = []
+    for _ in range(count):
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        cookies.append(f"{settings.SESSION_COOKIE_NAME}={session.session_key}")
+    return cookies
+
+
 async def open_followers(
-    port: int, path: str, count: int, subscribe: dict[str, Any] | None, limit: int
+    port: int,
+    path: str,
+    count: int,
+    subscribe: dict[str, Any] | None,
+    limit: int,
+    cookies: list[str] | None = None,
 ) -> list[Follower]:
-    """Open ``count`` sockets (``limit`` at a time); subscribe each and wait for its first frame."""
+    """Open ``count`` sockets (``limit`` at a time, each with its cookie if given); subscribe each
+    and wait for its first frame."""
     gate = asyncio.Semaphore(limit)
+    cookie_of = iter(cookies or [])
 
     async def one() -> Follower:
         follower = Follower()
         async with gate:
-            follower.ws = await connect(port, path)
+            follower.ws = await connect(port, path, next(cookie_of, None))
             if subscribe is not None:
                 await follower.ws.send(json.dumps(subscribe))
                 first = json.loads(await asyncio.wait_for(follower.ws.recv(), 60))
@@ -295,8 +330,11 @@ async def measure(
     else:
         warm = await open_followers(server.port, path, 1, None, 1)
         await close_all(warm)
+    cookies = None
+    if not floor and args.auth == "session":
+        cookies = await asyncio.to_thread(logged_in_cookies, args.sockets)
     base = await wait_settled(server)
-    followers = await open_followers(server.port, path, args.sockets, subscribe, OPEN_CONCURRENCY)
+    followers = await open_followers(server.port, path, args.sockets, subscribe, OPEN_CONCURRENCY, cookies)
     opened = await wait_settled(server)
     result.rss_per_socket = (opened - base) / args.sockets
 
@@ -339,8 +377,8 @@ async def measure(
         started = now()
         finished: list[float] = []
 
-        async def again() -> None:
-            ws = await connect(server.port, path)
+        async def again(cookie: str | None) -> None:
+            ws = await connect(server.port, path, cookie)
             try:
                 if resume is not None:
                     await ws.send(json.dumps(resume))
@@ -351,7 +389,9 @@ async def measure(
             finally:
                 await ws.close()
 
-        outcomes = await asyncio.gather(*(again() for _ in followers), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(again(cookies[n] if cookies else None) for n in range(len(followers))), return_exceptions=True
+        )
         result.storm_failed = sum(isinstance(o, BaseException) for o in outcomes)
         result.storm_complete = len(finished)
         if finished:
@@ -408,6 +448,10 @@ def main() -> None:
     parser.add_argument("--layers", default="core,pubsub", help="channel layers: core, pubsub")
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--no-storm", dest="storm", action="store_false", help="skip the reconnect storm")
+    parser.add_argument(
+        "--auth", choices=["token", "session"], default="token", help="sockets subscribe with a token only, "
+        "or come logged in with a session each as well"
+    )  # fmt: skip
     parser.add_argument("--role", choices=["recorder", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("--redis", dest="redis_url", default=None, help=argparse.SUPPRESS)
@@ -455,7 +499,7 @@ def main() -> None:
             layer_env = {**env, "CHANNEL_LAYER": layer}
             server = start_server(args.server, "realtime.asgi:application", layer_env)
             try:
-                label = f"taskstore ({args.server}, {layer} layer)"
+                label = f"taskstore ({args.server}, {layer} layer{', sessions' if args.auth == 'session' else ''})"
                 results.append(asyncio.run(measure(label, server, args, layer_env, False)))
             finally:
                 server.stop()
