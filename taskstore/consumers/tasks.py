@@ -33,7 +33,7 @@ class TaskConsumer(LiveConsumer):
         self.task_streams: dict[str, TaskStream] = {}
         self.group_streams: dict[str, GroupStream] = {}
         # Checks the unfinished task streams against the database, for all the process's
-        # sockets at once (this socket's own check covers its groups and its session).
+        # sockets at once (this socket's own check covers its task groups' documents).
         self.watch = watch.of_loop(watch.TaskWatch)
         return True
 
@@ -243,19 +243,16 @@ class TaskConsumer(LiveConsumer):
     async def memberships(
         self,
         add: Iterable[str] = (),
-        add_groups: Iterable[str] = (),
         discard: Iterable[str] = (),
         discard_groups: Iterable[str] = (),
     ) -> None:
-        """Join and leave the channel-layer groups of tasks and task groups, one call at a time.
+        """Join tasks' channel-layer groups and leave tasks' and task groups', one call at a time.
 
         Through the process's hub: joining a group this process is in already costs no layer
-        call. Failures are logged, not raised: the database catch-up that follows must still run.
+        call. Failures are logged, not raised: what follows the call must still run.
         """
         for task_id in add:
             await self.join(addressing.task_group(task_id))
-        for group_id in add_groups:
-            await self.join(addressing.group_channel_group(group_id))
         for task_id in discard:
             await self.leave(addressing.task_group(task_id))
         for group_id in discard_groups:
