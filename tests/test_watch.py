@@ -14,9 +14,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from taskstore.consumers import queries, watch
-from taskstore.publisher import publisher
 from tests.test_ws_protocol import (
     frames_until,
+    losing_its_end,
     memory_layer,
     record_async,
     socket,
@@ -43,16 +43,7 @@ async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
 async def test_one_version_query_per_round_fills_every_socket_the_layer_left_behind(
     monkeypatch: pytest.MonkeyPatch, settings: Any, staff: User
 ) -> None:
-    settings.TASKSTORE_RECONCILE_INTERVAL = 0.2
-    task_id = str(uuid4())
-    steps = transitions(task_id, steps=1)
-    # The final message is lost on its way through the layer: only the check can deliver it.
-    real_publish = publisher.publish
-    monkeypatch.setattr(
-        publisher,
-        "publish",
-        lambda messages: real_publish([m for m in messages if m[1]["document"]["state"] != "SUCCESS"]),
-    )
+    task_id, steps = losing_its_end(monkeypatch, settings)
     asked: list[set[str]] = []
     real_fetch = queries.fetch_versions
 

@@ -94,6 +94,20 @@ def transitions(task_id: str, owner_id: int | None = None, steps: int = 3) -> li
 record_async = sync_to_async(record)
 
 
+def losing_its_end(monkeypatch: pytest.MonkeyPatch, settings: Any) -> tuple[str, list[Transition]]:
+    """A task and its transitions, whose SUCCESS will be lost on its way to the layer: only the
+    periodic check (every 0.2 s here) can deliver it."""
+    settings.TASKSTORE_RECONCILE_INTERVAL = 0.2
+    task_id = str(uuid4())
+    real_publish = publisher.publish
+    monkeypatch.setattr(
+        publisher,
+        "publish",
+        lambda messages: real_publish([m for m in messages if m[1]["document"]["state"] != "SUCCESS"]),
+    )
+    return task_id, transitions(task_id, steps=1)
+
+
 async def test_ping_answers_pong() -> None:
     async with socket() as ws:
         await still_serving(ws)
@@ -280,15 +294,7 @@ async def test_late_and_repeated_messages_are_dropped(staff: User) -> None:
 async def test_the_periodic_check_delivers_a_lost_final_message_and_rejoins_the_group(
     monkeypatch: pytest.MonkeyPatch, settings: Any, staff: User
 ) -> None:
-    settings.TASKSTORE_RECONCILE_INTERVAL = 0.2
-    task_id = str(uuid4())
-    steps = transitions(task_id, steps=1)
-    real_publish = publisher.publish
-    monkeypatch.setattr(
-        publisher,
-        "publish",
-        lambda messages: real_publish([m for m in messages if m[1]["document"]["state"] != "SUCCESS"]),
-    )
+    task_id, steps = losing_its_end(monkeypatch, settings)
     async with socket(staff) as ws:
         await ws.send_json_to({"type": "subscribe", "task_id": task_id})
         assert (await ws.receive_json_from())["version"] == 0
