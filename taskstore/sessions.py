@@ -118,16 +118,13 @@ def recheck_many(grants: list[Grant]) -> dict[Grant, Viewer]:
     """:func:`recheck` for many grants at once (a process's periodic round): with database
     sessions and Django's ModelBackend, two queries however many grants, one for the users and
     one for their live sessions."""
-    user_model = get_user_model()
-    users = user_model._default_manager.in_bulk({g.user_id for g in grants})
+    users = get_user_model()._default_manager.in_bulk({g.user_id for g in grants})
     keyed = {g.session_key for g in grants if g.session_key is not None}
-    store = import_module(settings.SESSION_ENGINE).SessionStore
+    store, session_model = _session_store()
     encoded: dict[str, str] | None = None
-    if keyed and issubclass(store, DatabaseSessionStore):
-        session_model = store.get_model_class()
-        if router.db_for_read(session_model) == router.db_for_read(user_model):
-            live = session_model.objects.filter(session_key__in=keyed, expire_date__gt=timezone.now())
-            encoded = dict(live.values_list("session_key", "session_data"))
+    if keyed and session_model is not None:
+        live = _live_sessions(session_model).filter(session_key__in=keyed)
+        encoded = dict(live.values_list("session_key", "session_data"))
     found = {}
     for grant in grants:
         data = None
@@ -153,23 +150,34 @@ def _viewer(grant: Grant, user: Any, data: dict[str, Any] | None) -> Viewer:
 
 def _load(grant: Grant) -> tuple[Any, dict[str, Any] | None]:
     """The user row and the session's data (None without a session, {} for a dead one)."""
-    user_model = get_user_model()
-    users = user_model._default_manager.filter(pk=grant.user_id)
+    users = get_user_model()._default_manager.filter(pk=grant.user_id)
     if grant.session_key is None:
         return users.first(), None
+    store, session_model = _session_store()
+    if session_model is not None:
+        # One query: the user row with its live session's data beside it.
+        live = _live_sessions(session_model).filter(session_key=grant.session_key).values("session_data")[:1]
+        user = users.annotate(taskstore_session_data=Subquery(live)).first()
+        encoded = getattr(user, "taskstore_session_data", None)
+        return user, (store().decode(encoded) if encoded else {})
+    # Cache, file and signed-cookie sessions: the session read costs no database query.
+    return users.first(), store(grant.session_key).load()
+
+
+def _session_store() -> tuple[Any, Any]:
+    """The configured session store class, and its model when its sessions are rows the users'
+    database can read in the same query (None: read each session through the store)."""
     store = import_module(settings.SESSION_ENGINE).SessionStore
     if issubclass(store, DatabaseSessionStore):
         session_model = store.get_model_class()
-        if router.db_for_read(session_model) == router.db_for_read(user_model):
-            # One query: the user row with its live session's data beside it.
-            live = session_model.objects.filter(
-                session_key=grant.session_key, expire_date__gt=timezone.now()
-            ).values("session_data")[:1]
-            user = users.annotate(taskstore_session_data=Subquery(live)).first()
-            encoded = getattr(user, "taskstore_session_data", None)
-            return user, (store().decode(encoded) if encoded else {})
-    # Cache, file and signed-cookie sessions: the session read costs no database query.
-    return users.first(), store(grant.session_key).load()
+        if router.db_for_read(session_model) == router.db_for_read(get_user_model()):
+            return store, session_model
+    return store, None
+
+
+def _live_sessions(session_model: Any) -> Any:
+    """The sessions that have not expired."""
+    return session_model.objects.filter(expire_date__gt=timezone.now())
 
 
 def _session_authenticates(grant: Grant, user: Any, data: dict[str, Any]) -> bool:

@@ -20,7 +20,6 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from taskstore import conf, fanout, sessions
-from taskstore.backoff import Backoff
 from taskstore.consumers import codes, frames, queries, watch
 from taskstore.consumers.delivery import TaskStream, counters
 from taskstore.consumers.errors import BadRequest, ProtocolError, RateLimited
@@ -34,7 +33,7 @@ from taskstore.permissions import Viewer
 logger = logging.getLogger(__name__)
 
 # Longest pause between periodic checks after repeated failures (Redis or the database away).
-MAX_RECONCILE_BACKOFF = 60.0
+MAX_RECONCILE_BACKOFF = watch.MAX_BACKOFF
 # Messages a socket may have waiting for its handlers (each a reference to a message shared by
 # the process's sockets); past this the client is too slow, as past its send buffer.
 MAX_BACKLOG = 1000
@@ -203,9 +202,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if interval <= 0:
             return
         self.check_interval, self.check_backoff, self.check_retry_at = interval, 0.0, 0.0
-        # After a failed check the next waits twice the interval, then twice that, up to the cap.
-        first = min(2 * interval, MAX_RECONCILE_BACKOFF)
-        self.check_backoffs = Backoff(first=first, cap=MAX_RECONCILE_BACKOFF)
+        self.check_backoffs = watch.failure_backoffs(interval)
         # Spread the checks of sockets opened together.
         ticker().add(self, self.periodic_check, interval * random.uniform(0.5, 1.0), interval)
 

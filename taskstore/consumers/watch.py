@@ -35,7 +35,7 @@ from taskstore.sessions import Grant
 
 logger = logging.getLogger(__name__)
 
-# Longest pause between rounds after repeated failures (the database away).
+# Longest pause between periodic checks after repeated failures (the database away).
 MAX_BACKOFF = 60.0
 # Keys per query: a process may follow many thousands of tasks.
 CHUNK = 1000
@@ -122,11 +122,17 @@ class Watch(Generic[K, F]):
                 if not self.backs_off:
                     logger.exception("The periodic %s failed; next try in one interval", self.what)
                     continue
-                backoffs = backoffs or Backoff(first=min(2 * interval, MAX_BACKOFF), cap=MAX_BACKOFF)
+                backoffs = backoffs or failure_backoffs(interval)
                 backoff = backoffs.after(backoff)
                 logger.exception("The periodic %s failed; next try in %.1fs", self.what, backoff)
             else:
                 backoff = 0.0
+
+
+def failure_backoffs(interval: float) -> Backoff:
+    """The pauses of a periodic check after failures: twice the interval, then twice that, up to
+    MAX_BACKOFF (a round per process, and a socket's own check, alike)."""
+    return Backoff(first=min(2 * interval, MAX_BACKOFF), cap=MAX_BACKOFF)
 
 
 class TaskFollower(Protocol):
