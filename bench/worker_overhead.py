@@ -16,6 +16,9 @@ and on request (``--configs``):
             recording costs without the push
   (b-reuse) (b) and (c-reuse) (c), with ``CELERY_DB_REUSE_MAX`` so Celery's Django fixup keeps
             database connections across tasks instead of closing them around each one
+  (d)       (a) plus one durable row write per task in the producer and one in the pool child
+            (bench/durable_floor.py): the least a store that records publication and end durably
+            can cost, so (d) / (a) is the ceiling of (c) / (a) on the machine
 
 Each run flushes a Redis database of its own (the broker and the channel layer), empties the
 result tables, publishes N ``realtime.tasks.add`` messages from a producer process (timed: the
@@ -52,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import cpu  # noqa: E402
+from bench import cpu, durable_floor  # noqa: E402
 from bench.counter import BEGAN_KEY, DONE_KEY, FINISHED_KEY, FIRST_KEY, LAST_KEY  # noqa: E402
 from bench.scratch import create_database, drop_database  # noqa: E402
 
@@ -71,6 +74,7 @@ RESULT_TABLES = (
     "django_celery_results_taskresult",
     "django_celery_results_groupresult",
     "django_celery_results_chordcounter",
+    durable_floor.TABLE,
 )
 
 
@@ -91,6 +95,7 @@ CONFIGS = (
     Config("c-nopush", "taskstore, nothing pushed", "bench.settings_nopush"),
     Config("b-reuse", "(b) + CELERY_DB_REUSE_MAX=1000", "bench.settings_dcr_reuse"),
     Config("c-reuse", "(c) + CELERY_DB_REUSE_MAX=1000", "bench.settings_taskstore_reuse"),
+    Config("d", "(a) + one durable row write per state", "bench.settings_floor"),
 )
 DEFAULT_CONFIGS = ("a", "b", "c")
 
@@ -287,7 +292,9 @@ def run_role(args: list[str], env: dict[str, str], script: Path | None = None) -
 
 
 def migrate(database_url: str, redis_url: str) -> None:
-    """Create the tables of both result stores in the bench database."""
+    """Create the tables of both result stores and of the durable floor in the bench database."""
+    import psycopg
+
     for settings in ("bench.settings_taskstore", "bench.settings_dcr"):
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
@@ -295,6 +302,8 @@ def migrate(database_url: str, redis_url: str) -> None:
             env=child_env(settings, database_url, redis_url, 0),
             check=True,
         )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(durable_floor.CREATE)
 
 
 def empty_tables(database_url: str) -> None:
@@ -346,6 +355,12 @@ def verify(config: Config, database_url: str, tasks: int) -> None:
                 f"({config.key}) recorded {done} successes and {events} events, "
                 f"expected {tasks} and {4 * tasks}"
             )
+    elif config.key == "d":
+        ended = count_rows(
+            database_url, f"SELECT count(*) FROM {durable_floor.TABLE} WHERE state = 'SUCCESS'"
+        )
+        if ended != tasks:
+            raise BenchError(f"(d) wrote {ended} ends, expected {tasks}")
 
 
 def start_worker(env: dict[str, str], concurrency: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -523,6 +538,15 @@ def render(
             f"The push, worker throughput (c against c-nopush): {per_task * 1e6:,.0f} µs of worker time "
             f"per task"
             + (f"; without it c/a would be {worker['c-nopush'] / worker['a']:.2f}." if "a" in worker else ".")
+        )
+    if {"a", "d"} <= worker.keys():
+        publish_d = figures["d"].median("publish_rate") / figures["a"].median("publish_rate")
+        lines.append(
+            f"The durable floor (d): one row write per state costs the worker "
+            f"{(1 / worker['d'] - 1 / worker['a']) * 1e6:,.0f} µs and the producer "
+            f"{(1 / figures['d'].median('publish_rate') - 1 / figures['a'].median('publish_rate')) * 1e6:,.0f} µs "
+            f"per task: d/a = {worker['d'] / worker['a']:.2f} (worker), {publish_d:.2f} (publish), "
+            f"the most any store writing durably where taskstore does could reach on this machine."
         )
     if probe:
         lines.append(
