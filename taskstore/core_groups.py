@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Generator
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,16 @@ def supports(layer: Any) -> bool:
     return isinstance(layer, RedisChannelLayer)
 
 
+def usable(layer: Any) -> bool:
+    """Whether ``layer`` is channels-redis' core layer with the internals this module reads."""
+    if not supports(layer):
+        return False
+    if not all(hasattr(layer, name) for name in _INTERNALS):
+        logger.warning("This channels-redis has no core-layer internals taskstore knows: using group_send")
+        return False
+    return True
+
+
 async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
     """Send ``messages`` (``(group, message)`` pairs) to their groups' members; one result per
     message (None when sent or nobody is in its group, the error when not), or None when
@@ -69,15 +80,73 @@ async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
     Each group's messages reach each member in the batch's order. Like ``group_send``, a copy
     for a channel at its capacity is dropped and logged, not an error.
     """
-    if not supports(layer):
+    if not usable(layer):
         return None
-    if not all(hasattr(layer, name) for name in _INTERNALS):
-        logger.warning("This channels-redis has no core-layer internals taskstore knows: using group_send")
+    exchange = _exchange(layer, messages)
+    scripts = next(exchange)
+    while True:
+        outcomes = await asyncio.gather(
+            *(layer.connection(host).eval(script, *arguments) for host, script, arguments in scripts),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # a cancellation is not a failed send
+        try:
+            scripts = exchange.send(outcomes)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def send_blocking(layer: Any, messages: list[Message], connection: Callable[[int], Any]) -> list[Any] | None:
+    """:func:`send` from a thread that runs no event loop: each script goes through
+    ``connection(host)``, a synchronous redis-py client of the layer's host ``host``."""
+    if not usable(layer):
         return None
-    try:
-        members = await _members(layer, {group for group, _ in messages})
-    except Exception as error:  # Redis away: the publisher retries the whole batch
+    exchange = _exchange(layer, messages)
+    scripts = next(exchange)
+    while True:
+        outcomes: list[Any] = []
+        for host, script, arguments in scripts:
+            try:
+                outcomes.append(connection(host).eval(script, *arguments))
+            except Exception as error:
+                outcomes.append(error)
+        try:
+            scripts = exchange.send(outcomes)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+# One Redis script to run: the host's index, the script, and EVAL's arguments after the script
+# (the number of keys, the keys, the other arguments).
+Script = tuple[int, str, list[Any]]
+
+
+def _exchange(layer: Any, messages: list[Message]) -> Generator[list[Script], list[Any], list[Any]]:
+    """The two round trips of a batch, without I/O: yields the scripts of each round (one per
+    host), is sent their outcomes (each a reply or the error), and returns one result per message.
+
+    The members of the batch's groups first (members older than ``group_expiry`` are removed
+    first, as ``group_send`` removes them); then every member's copy, in the batch's order.
+    """
+    by_host: dict[int, list[str]] = defaultdict(list)
+    for group in {group for group, _ in messages}:
+        by_host[layer.consistent_hash(group)].append(group)
+    expired = int(time.time()) - layer.group_expiry
+    hosts = list(by_host)
+    found = yield [
+        (host, _READ_MEMBERS, [len(by_host[host]), *(layer._group_key(n) for n in by_host[host]), expired])
+        for host in hosts
+    ]
+    error = next((outcome for outcome in found if isinstance(outcome, Exception)), None)
+    if error is not None:  # Redis away: the publisher retries the whole batch
         return [error] * len(messages)
+    members: dict[str, list[str]] = {}
+    for host, channels_by_group in zip(hosts, found, strict=True):
+        for name, channels in zip(by_host[host], channels_by_group, strict=True):
+            if channels:
+                members[name] = [c.decode() if isinstance(c, bytes) else c for c in channels]
     # Per host, in the batch's order: (group, channel key, serialised copy, capacity), and which
     # messages have copies there.
     copies: dict[int, list[tuple[str, bytes | str, bytes, int]]] = defaultdict(list)
@@ -86,57 +155,45 @@ async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
         channels = members.get(group)
         if not channels:
             continue
-        by_host, payloads, capacities = layer._map_channel_keys_to_connection(channels, message)
-        for host, keys in by_host.items():
+        by_host_keys, payloads, capacities = layer._map_channel_keys_to_connection(channels, message)
+        for host, keys in by_host_keys.items():
             copies[host].extend((group, key, payloads[key], capacities[key]) for key in keys)
             senders[host].add(index)
     results: list[Any] = [None] * len(messages)
-    outcomes = await asyncio.gather(
-        *(_add_copies(layer, host, items) for host, items in copies.items()), return_exceptions=True
-    )
-    for host, outcome in zip(copies, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            if not isinstance(outcome, Exception):
-                raise outcome
+    if not copies:
+        return results
+    hosts = list(copies)
+    outcomes = yield [(host, _ADD_COPIES, _copies_arguments(layer, copies[host])) for host in hosts]
+    for host, outcome in zip(hosts, outcomes, strict=True):
+        if isinstance(outcome, Exception):
             # Reported per message: the publisher retries those (a member on a host whose copies
             # did go out may then get a message twice; streams drop a version they have).
             for index in senders[host]:
                 results[index] = outcome
+        else:
+            _log_dropped(copies[host], outcome)
     return results
 
 
-async def _members(layer: Any, groups: set[str]) -> dict[str, list[str]]:
-    """Each group's member channels (groups without members are left out), one script per host.
-    Members older than ``group_expiry`` are removed first, as ``group_send`` removes them."""
-    by_host: dict[int, list[str]] = defaultdict(list)
-    for group in groups:
-        by_host[layer.consistent_hash(group)].append(group)
-    expired = int(time.time()) - layer.group_expiry
-    members: dict[str, list[str]] = {}
-    for host, names in by_host.items():
-        keys = [layer._group_key(name) for name in names]
-        found = await layer.connection(host).eval(_READ_MEMBERS, len(keys), *keys, expired)
-        for name, channels in zip(names, found, strict=True):
-            if channels:
-                members[name] = [c.decode() if isinstance(c, bytes) else c for c in channels]
-    return members
-
-
-async def _add_copies(layer: Any, host: int, items: list[tuple[str, bytes | str, bytes, int]]) -> None:
-    """Add each copy (group, channel key, payload, capacity) to its channel on ``host`` in one
-    script, in order; log the copies dropped at capacity, per group, as ``group_send`` does."""
+def _copies_arguments(layer: Any, items: list[tuple[str, bytes | str, bytes, int]]) -> list[Any]:
+    """EVAL's arguments for adding each copy (group, channel key, payload, capacity) to its
+    channel in one script, in order."""
     now = time.time()
     arguments: list[Any] = []
     for _, _, payload, capacity in items:
         arguments += [payload, capacity, _next_score(now)]
-    dropped = await layer.connection(host).eval(
-        _ADD_COPIES,
+    return [
         len(items),
         *(key for _, key, _, _ in items),
         *arguments,
         int(now) - int(layer.expiry),
         int(layer.expiry),
-    )
+    ]
+
+
+def _log_dropped(items: list[tuple[str, bytes | str, bytes, int]], dropped: list[int]) -> None:
+    """Log the copies dropped at capacity (their 1-based positions), per group, as ``group_send``
+    does."""
     by_group: dict[str, int] = defaultdict(int)
     for position in dropped:
         by_group[items[position - 1][0]] += 1
