@@ -7,7 +7,9 @@ through one long-lived event loop:
 * in an ASGI server process, the server's own loop (code running in a ``sync_to_async`` thread
   knows it; the ASGI application also registers it with :meth:`Publisher.bind_loop`), which an
   in-memory channel layer requires;
-* anywhere else (Celery worker processes, scripts), one background thread per process.
+* anywhere else (Celery worker processes, scripts, WSGI views): with channels-redis' core layer,
+  the calling thread itself, with short timeouts (taskstore.blocking_send); with other layers,
+  and for what the calling thread could not send, one background thread per process.
 
 Messages from one process leave in the order they were published. A send that fails (Redis
 restarting) is retried for a while and then dropped: the database holds every transition, and
@@ -31,7 +33,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from taskstore import core_groups, pubsub_batch
+from taskstore import blocking_send, core_groups, pubsub_batch
 from taskstore.backoff import Backoff
 from taskstore.calling_loop import calling_loop
 
@@ -143,6 +145,8 @@ class Publisher:
         self._home_loop: asyncio.AbstractEventLoop | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
+        self._blocking: blocking_send.BlockingSender | None = None
+        self._blocking_lock = threading.Lock()
 
     def reset(self, timeout: float = 5.0) -> bool:
         """Start afresh: wait up to ``timeout`` seconds for what is queued, stop the publisher's
@@ -154,6 +158,9 @@ class Publisher:
             senders, self._senders = self._senders, {}
             self._pending = 0
             self._idle.notify_all()
+            blocking, self._blocking = self._blocking, None
+        if blocking is not None:
+            blocking.close()
         if _usable(own):
             assert own is not None
             drains = [s.task for s in senders.values() if s.loop is own and s.task is not None]
@@ -166,12 +173,20 @@ class Publisher:
         self._home_loop = loop
 
     def publish(self, messages: Iterable[Message]) -> None:
-        """Queue ``messages`` for the channel layer; returns at once."""
+        """Queue ``messages`` for the channel layer and return at once; or, where no event loop
+        runs and the layer allows it (taskstore.blocking_send), send them before returning."""
         batch = list(messages)
         if not batch:
             return
         self._after_fork()
-        loop = self._target_loop()
+        loop = self._closer_loop()
+        if loop is None:
+            if self._sent_here(batch):
+                return
+            loop = self._own_loop()
+        self._queue(loop, batch)
+
+    def _queue(self, loop: asyncio.AbstractEventLoop, batch: list[Message]) -> None:
         with self._lock:
             self._pending += len(batch)
             sender = self._senders.get(loop)
@@ -187,6 +202,27 @@ class Publisher:
                 self._home_loop = None
             self.publish(batch)
 
+    def _sent_here(self, batch: list[Message]) -> bool:
+        """Send ``batch`` from the calling thread, unless the layer cannot be sent to from here
+        or earlier batches still wait on the sending thread (they leave first); whatever fails
+        goes to the sending thread, which retries it. Returns whether the batch was dealt with."""
+        layer = get_channel_layer()
+        sender = self._blocking
+        if sender is None or sender.layer is not layer:
+            sender = self._blocking = blocking_send.for_layer(layer)
+        if sender is None:
+            return False
+        with self._blocking_lock:  # one batch at a time: the process's messages leave in order
+            if self._pending:
+                return False
+            failed = sender.send(batch)
+            if failed is None:
+                return False
+            if failed:
+                logger.debug("%d channel-layer messages go to the sending thread", len(failed))
+                self._queue(self._own_loop(), failed)
+        return True
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued message was sent (or dropped); False on timeout."""
         with self._idle:
@@ -199,10 +235,11 @@ class Publisher:
                 self._pending = 0
                 self._idle.notify_all()
 
-    def _target_loop(self) -> asyncio.AbstractEventLoop:
+    def _closer_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop to send from when there is one nearer than the publisher's own thread."""
         outer = calling_loop()  # sync code that sync_to_async runs: its caller's loop
         if _usable(outer):
-            return outer  # type: ignore[return-value]
+            return outer
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -210,8 +247,8 @@ class Publisher:
         if running is not None:
             return running
         if _usable(self._home_loop):
-            return self._home_loop  # type: ignore[return-value]
-        return self._own_loop()
+            return self._home_loop
+        return None
 
     def _own_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -242,6 +279,8 @@ class Publisher:
             self._senders = {}
             self._thread_loop = None
             self._home_loop = None
+            self._blocking = None  # its clients' sockets are the parent's
+            self._blocking_lock = threading.Lock()
             # The parent's channel layer may come along: channels-redis keeps a connection pool
             # per event loop, and this process sends from loops of its own, so it makes its own.
 

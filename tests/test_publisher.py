@@ -14,8 +14,10 @@ from tests.support.processes import wait_for
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
-    """The batches publishers hand to the channel layer (none reaches a real one)."""
+    """The batches publishers hand to the channel layer through their sending thread (none
+    reaches a real one; none is sent from the calling thread)."""
     batches: list[list[Any]] = []
+    monkeypatch.setattr(publishing.blocking_send, "for_layer", lambda layer: None)
 
     async def send(self: Any, batch: list[Any]) -> None:
         batches.append(batch)

@@ -1,0 +1,141 @@
+"""Publishing from the calling thread where no event loop runs (taskstore.blocking_send), on
+channels-redis' core layer and a real Redis: what the thread cannot send goes to the sending
+thread, and later batches queue behind it, so a process's messages still leave in order."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
+
+from taskstore import blocking_send, core_groups
+from taskstore import publisher as publishing
+from taskstore.layers import redis_host
+from taskstore.publisher import Publisher
+from tests.support.markers import REAL_SERVICES
+
+pytestmark = REAL_SERVICES
+
+
+class _Member:
+    """A channel in a fresh group of the configured core layer."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        assert isinstance(self.layer, RedisChannelLayer)
+        self.group = f"blocking-{uuid4().hex}"
+        self.channel = async_to_sync(self.layer.new_channel)()
+        async_to_sync(self.layer.group_add)(self.group, self.channel)
+
+    def batch(self, *numbers: int) -> list[tuple[str, dict[str, Any]]]:
+        return [(self.group, {"type": "t", "n": n}) for n in numbers]
+
+    def received(self, count: int) -> list[int]:
+        async def receive() -> list[int]:
+            return [(await asyncio.wait_for(self.layer.receive(self.channel), 5))["n"] for _ in range(count)]
+
+        return async_to_sync(receive)()
+
+    def nothing_waits(self) -> bool:
+        async def count() -> int:
+            connection = self.layer.connection(self.layer.consistent_hash(self.channel))
+            return int(await connection.zcard(self.layer.prefix + self.layer.non_local_name(self.channel)))
+
+        return async_to_sync(count)() == 0
+
+
+@pytest.fixture
+def member() -> Iterator[_Member]:
+    made = _Member()
+    yield made
+    async_to_sync(made.layer.group_discard)(made.group, made.channel)
+
+
+@pytest.fixture
+def publisher() -> Iterator[Publisher]:
+    made = Publisher()
+    yield made
+    made.reset(timeout=5)
+
+
+def test_a_thread_without_a_loop_sends_the_batch_before_publish_returns(
+    member: _Member, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def not_expected(group: str, message: dict[str, Any]) -> None:
+        raise AssertionError(f"group_send({group!r}) was called")
+
+    monkeypatch.setattr(member.layer, "group_send", not_expected)
+    publisher.publish(member.batch(1, 2, 3))
+    # Already in the member's channel: nothing queued, no sending thread started.
+    assert publisher._pending == 0 and publisher._thread_loop is None
+    assert not member.nothing_waits()
+    assert member.received(3) == [1, 2, 3]
+
+
+def test_what_the_thread_cannot_send_goes_to_the_sending_thread_and_later_batches_wait_behind_it(
+    member: _Member, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real_send_blocking = core_groups.send_blocking
+
+    def failing_once(layer: Any, messages: Any, connection: Any) -> list[Any] | None:
+        calls.append(messages[0][1]["n"])
+        if len(calls) == 1:
+            return [ConnectionError("Redis away")] * len(messages)
+        return real_send_blocking(layer, messages, connection)
+
+    monkeypatch.setattr(core_groups, "send_blocking", failing_once)
+    release = threading.Event()
+    real_send = publishing._Sender._send
+
+    async def held(self: Any, batch: list[Any]) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
+        await real_send(self, batch)
+
+    monkeypatch.setattr(publishing._Sender, "_send", held)
+
+    publisher.publish(member.batch(1))  # fails here: queued on the sending thread, which waits
+    publisher.publish(member.batch(2))  # must not overtake it
+    assert calls == [1]
+    assert publisher._pending == 2 and member.nothing_waits()
+    release.set()
+    assert publisher.flush(timeout=10)
+    assert member.received(2) == [1, 2]
+
+    publisher.publish(member.batch(3))  # the queue is empty again: sent from here
+    assert calls == [1, 3] and publisher._pending == 0
+    assert member.received(1) == [3]
+
+
+def test_a_redis_that_is_away_fails_the_batch_without_raising() -> None:
+    layer = RedisChannelLayer(hosts=[redis_host("redis://127.0.0.1:1/0")], prefix=f"t-{uuid4().hex[:8]}")
+    sender = blocking_send.for_layer(layer)
+    assert sender is not None
+    batch = [("a", {"type": "t"}), ("b", {"type": "t"})]
+    assert sender.send(batch) == batch
+    sender.close()
+
+
+def test_the_clients_wait_briefly_and_do_not_retry() -> None:
+    client = blocking_send.blocking_client(redis_host("redis://127.0.0.1:6379/0"))
+    options = client.connection_pool.connection_kwargs
+    assert options["socket_timeout"] == blocking_send.TIMEOUT_SECONDS
+    assert options["socket_connect_timeout"] == blocking_send.TIMEOUT_SECONDS
+    assert options["retry"].get_retries() == 0
+    shorter = blocking_send.blocking_client({"address": "redis://127.0.0.1:6379/0", "socket_timeout": 0.2})
+    assert shorter.connection_pool.connection_kwargs["socket_timeout"] == 0.2
+    client.close()
+    shorter.close()
+
+
+def test_other_layers_and_sentinel_hosts_keep_the_sending_thread() -> None:
+    assert blocking_send.for_layer(InMemoryChannelLayer()) is None
+    sentinel = RedisChannelLayer(hosts=[{"sentinels": [("127.0.0.1", 26379)], "master_name": "m"}])
+    assert blocking_send.for_layer(sentinel) is None
