@@ -146,7 +146,7 @@ class Publisher:
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
         self._blocking: blocking_send.BlockingSender | None = None
-        self._blocking_lock = threading.Lock()
+        self._blocking_lock = threading.RLock()
 
     def reset(self, timeout: float = 5.0) -> bool:
         """Start afresh: wait up to ``timeout`` seconds for what is queued, stop the publisher's
@@ -212,7 +212,9 @@ class Publisher:
             sender = self._blocking = blocking_send.for_layer(layer)
         if sender is None:
             return False
-        with self._blocking_lock:  # one batch at a time: the process's messages leave in order
+        # One batch at a time, so the process's messages leave in order. Reentrant: queueing what
+        # failed publishes again if the sending thread's loop closed meanwhile.
+        with self._blocking_lock:
             if self._pending:
                 return False
             failed = sender.send(batch)
@@ -280,7 +282,7 @@ class Publisher:
             self._thread_loop = None
             self._home_loop = None
             self._blocking = None  # its clients' sockets are the parent's
-            self._blocking_lock = threading.Lock()
+            self._blocking_lock = threading.RLock()
             # The parent's channel layer may come along: channels-redis keeps a connection pool
             # per event loop, and this process sends from loops of its own, so it makes its own.
 
