@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 
 def now() -> float:
@@ -15,3 +16,20 @@ def pace(start: float, index: int, interval: float) -> None:
     delay = start + index * interval - now()
     if delay > 0:
         time.sleep(delay)
+
+
+def stamp_commits() -> list[float]:
+    """From now on, append the time of each of this process's recorder commits to the list
+    returned: when the recorder's after-commit hook starts, before it hands the documents to the
+    publisher (which, where no event loop runs, sends them before ``record()`` returns)."""
+    from taskstore import recorder
+
+    commits: list[float] = []
+    after_commit = recorder._committed
+
+    def stamped(documents: list[dict[str, Any]]) -> None:
+        commits.append(now())
+        after_commit(documents)
+
+    recorder._committed = stamped  # type: ignore[assignment]
+    return commits

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.clock import now, pace  # noqa: E402
+from bench.clock import now, pace, stamp_commits  # noqa: E402
 from bench.push_latency import machine, service_env  # noqa: E402
 from bench.scratch import create_database, drop_database, free_port  # noqa: E402
 
@@ -87,6 +87,7 @@ def role_recorder(task_id: str, versions: int, rate: float) -> None:
     from taskstore.publisher import publisher
     from taskstore.recorder import Transition, record
 
+    commits = stamp_commits()  # the commit, not record()'s return: it may include the send
     # The first record of a process opens its connections: not the steady state measured.
     record(Transition(task_id=f"bench-warm-up-{uuid4()}", state="PENDING", task_name="bench.fanout"))
     publisher.flush(timeout=30)
@@ -104,10 +105,9 @@ def role_recorder(task_id: str, versions: int, rate: float) -> None:
         )
         before = now()
         document = record(transition)
-        after = now()
         if document is None:
             raise SystemExit(f"record() refused {state}")
-        out.append({"version": document["version"], "before": before, "after": after})
+        out.append({"version": document["version"], "before": before, "after": commits[-1]})
     publisher.flush(timeout=30)
     sys.stdout.write("\n".join(json.dumps(line) for line in out) + "\n")
 

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.clock import now, pace  # noqa: E402
+from bench.clock import now, pace, stamp_commits  # noqa: E402
 from bench.scratch import create_database, drop_database, free_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -82,18 +82,10 @@ def role_recorder(ids_path: str, rate: float) -> None:
     import django
 
     django.setup()
-    from taskstore import recorder
     from taskstore.publisher import publisher
     from taskstore.recorder import Transition, record
 
-    commits: list[float] = []
-    after_commit = recorder._committed
-
-    def stamped(documents: list[dict[str, Any]]) -> None:
-        commits.append(now())
-        after_commit(documents)
-
-    recorder._committed = stamped
+    commits = stamp_commits()
 
     # Warm up first: the first publish of a process opens its Redis connections (and starts the
     # publisher's thread where it uses one), a one-off cost that is not the steady state measured.
