@@ -54,7 +54,8 @@ class BlockingSender:
         """Close the clients' connections."""
         clients, self._clients = self._clients, {}
         for client in clients.values():
-            client.close()
+            # The pool is the client's own, but a client given a pool does not close it.
+            client.connection_pool.disconnect()
 
     def _client(self, host: int) -> Any:
         client = self._clients.get(host)

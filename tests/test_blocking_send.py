@@ -78,6 +78,14 @@ def test_a_thread_without_a_loop_sends_the_batch_before_publish_returns(
     assert not member.nothing_waits()
     assert member.received(3) == [1, 2, 3]
 
+    # A reset closes the calling thread's connections.
+    assert publisher._blocking is not None
+    pools = [client.connection_pool for client in publisher._blocking._clients.values()]
+    assert any(c._sock is not None for pool in pools for c in pool._available_connections)
+    publisher.reset(timeout=5)
+    assert publisher._blocking is None
+    assert all(c._sock is None for pool in pools for c in pool._available_connections)
+
 
 def test_what_the_thread_cannot_send_goes_to_the_sending_thread_and_later_batches_wait_behind_it(
     member: _Member, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
