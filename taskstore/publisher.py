@@ -217,7 +217,11 @@ class Publisher:
         with self._blocking_lock:
             if self._pending:
                 return False
-            failed = sender.send(batch)
+            try:
+                failed = sender.send(batch)
+            except Exception:  # as the sending thread does: publishing never raises to its caller
+                logger.exception("Dropping %d channel-layer messages", len(batch))
+                return True
             if failed is None:
                 return False
             if failed:

@@ -5,6 +5,7 @@ thread, and later batches queue behind it, so a process's messages still leave i
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -120,6 +121,16 @@ def test_what_the_thread_cannot_send_goes_to_the_sending_thread_and_later_batche
     publisher.publish(member.batch(3))  # the queue is empty again: sent from here
     assert calls == [1, 3] and publisher._pending == 0
     assert member.received(1) == [3]
+
+
+def test_a_batch_the_layer_cannot_serialise_is_dropped_and_logged_and_publishing_goes_on(
+    member: _Member, publisher: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="taskstore.publisher"):
+        publisher.publish([(member.group, {"type": "t", "n": object()})])  # msgpack cannot
+    assert "Dropping 1 channel-layer messages" in caplog.text
+    publisher.publish(member.batch(2))
+    assert member.received(1) == [2]
 
 
 def test_a_redis_that_is_away_fails_the_batch_without_raising() -> None:
