@@ -15,6 +15,7 @@ records the FAILURE, so the final state is never lost.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 # A background writer idle this long closes its database connection.
 IDLE_CLOSE_SECONDS = 5.0
+# While holds are coming, the background thread looks at them at least this far apart.
+MIN_LOOK_SECONDS = 0.05
 
 
 class HeldStarts:
@@ -50,17 +53,28 @@ class HeldStarts:
         # (re-entrant: the background write goes through record(), which asks take()).
         self._writing = threading.RLock()
         self._thread: threading.Thread | None = None
+        # When the background thread looks next by itself (inf: only when woken), and when the
+        # last hold came, with what linger.
+        self._wakes_at = math.inf
+        self._last_hold = 0.0
+        self._linger = 0.0
 
     def hold(self, started: Transition, linger: float) -> None:
         """Hold ``started`` for at most ``linger`` seconds."""
         if self._pid != os.getpid():  # a forked process does not have the parent's thread
             self._reset()
+        now = time.monotonic()
         with self._changed:
-            self._held[started.task_id] = (started, time.monotonic() + linger)
+            self._held[started.task_id] = (started, now + linger)
+            self._last_hold, self._linger = now, linger
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="taskstore-started", daemon=True)
                 self._thread.start()
-            self._changed.notify_all()
+            # A busy pool process holds a STARTED for every task and most are taken back within
+            # the linger: waking the thread each time cost the process a thread switch per task.
+            # It needs waking only if it would look later than this one falls due.
+            if now + linger < self._wakes_at:
+                self._changed.notify_all()
 
     def take(self, task_id: str) -> Transition | None:
         """Take back the STARTED held for ``task_id``, if any: the caller writes it now.
@@ -89,13 +103,18 @@ class HeldStarts:
         while True:
             with self._changed:
                 if not self._held:
-                    if not self._changed.wait(timeout=IDLE_CLOSE_SECONDS) and not self._held:
-                        connection.close()
+                    now = time.monotonic()
+                    if now - self._last_hold < IDLE_CLOSE_SECONDS:
+                        # Holds are coming: look again in a linger (not in a busy loop for a
+                        # tiny one; a hold due sooner than the look wakes it).
+                        self._wait_until(now + max(self._linger, MIN_LOOK_SECONDS))
+                        continue
+                    connection.close()  # none for a while: wait for the next, without it
+                    self._wait_until(math.inf)
                     continue
                 wake = min(deadline for _, deadline in self._held.values())
-                now = time.monotonic()
-                if wake > now:
-                    self._changed.wait(timeout=wake - now)
+                if wake > time.monotonic():
+                    self._wait_until(wake)
                     continue
             with self._writing:
                 with self._changed:
@@ -105,6 +124,14 @@ class HeldStarts:
                     for started in due:
                         del self._held[started.task_id]
                 self._write_counted(due)
+
+    def _wait_until(self, moment: float) -> None:
+        # Under the lock, in the background thread: sleep until ``moment`` or a hold due sooner.
+        self._wakes_at = moment
+        try:
+            self._changed.wait(timeout=None if moment == math.inf else max(0.0, moment - time.monotonic()))
+        finally:
+            self._wakes_at = math.inf
 
     def _write_counted(self, due: list[Transition]) -> None:
         try:

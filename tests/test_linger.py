@@ -4,6 +4,7 @@ worker itself: tests/test_worker_sequences.py, tests/test_worker_faults.py)."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import timedelta
@@ -17,7 +18,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from taskstore import addressing, signals
-from taskstore.linger import held
+from taskstore.linger import HeldStarts, held
 from taskstore.models import GroupRecord, TaskEvent, TaskRecord
 from taskstore.publisher import publisher
 from taskstore.recorder import Transition, record, record_many
@@ -259,3 +260,32 @@ def test_an_end_while_the_background_thread_writes_started_waits_for_it() -> Non
         ender.join(timeout=10)
     assert not ended_first, "the end was written while STARTED was on its way"
     assert _events(task_id) == [(1, "PENDING"), (2, "RECEIVED"), (3, "STARTED"), (4, "SUCCESS")]
+
+
+def test_holds_taken_back_within_the_linger_leave_the_background_thread_asleep() -> None:
+    """A busy pool process holds a STARTED for every task and takes most back within the linger:
+    that must not wake the background thread each time. One falling due before the thread would
+    look again still wakes it, and is written on time."""
+    starts = HeldStarts()
+    notified: list[float] = []
+    written: list[str] = []
+    notify = starts._changed.notify_all
+
+    def counted() -> None:
+        notified.append(time.monotonic())
+        notify()
+
+    starts._changed.notify_all = counted  # type: ignore[method-assign]
+    starts._write = lambda due: written.extend(t.task_id for t in due)  # type: ignore[method-assign]
+    starts.hold(Transition(task_id="first", state="STARTED"), 1.0)
+    assert starts.take("first") is not None
+    _wait_for(lambda: starts._wakes_at != math.inf)  # looking again within a linger by itself
+    notified.clear()
+    for index in range(200):
+        starts.hold(Transition(task_id=f"t{index}", state="STARTED"), 1.0)
+        assert starts.take(f"t{index}") is not None
+    assert notified == [] and written == []
+
+    starts.hold(Transition(task_id="sooner", state="STARTED"), 0.05)
+    assert len(notified) == 1
+    _wait_for(lambda: written == ["sooner"], timeout=0.9)  # its deadline, not the thread's next look
