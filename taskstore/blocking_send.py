@@ -6,22 +6,25 @@ loop. For one transition at a time (what a producer or a pool child publishes) t
 more than the send: waking the loop, its turns and its socket calls took about 370-470 µs of
 the process's CPU per batch, where the scripts sent with a synchronous client from the calling
 thread take about 120 (``bench/worker_overhead.py``, docs/benchmarks.md "Publishing from the
-calling thread"). So with channels-redis' core layer the publisher sends the batch here, in the calling
-thread, through a synchronous redis-py client per Redis host of the layer, the same two scripts
-as from a loop (taskstore.core_groups).
+calling thread"). So with channels-redis' layers the publisher sends the batch here, in the
+calling thread, through a synchronous redis-py client per Redis host of the layer, with the
+same scripts as from a loop: the core layer's two (taskstore.core_groups), the pub/sub layer's
+one (taskstore.pubsub_batch).
 
 The caller waits for the round trip, so the clients fail fast: :data:`TIMEOUT_SECONDS` to connect
 and to read, and no retries of their own. Whatever did not go out is the publisher's to queue on
 its sending thread, which retries it as before; until that queue is empty every later batch
-queues behind it, so a process's messages still leave in order. Other layers (the pub/sub layer,
-the in-memory layer, a Sentinel-configured core layer) keep the sending thread.
+queues behind it, so a process's messages still leave in order. Other layers (the in-memory
+layer, a layer whose hosts are reached through Sentinels) keep the sending thread.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from taskstore import core_groups
+from taskstore import core_groups, pubsub_batch
 
 Message = tuple[str, dict[str, Any]]
 
@@ -30,18 +33,25 @@ Message = tuple[str, dict[str, Any]]
 TIMEOUT_SECONDS = 1.0
 
 
-class BlockingSender:
-    """Sends batches to one core layer from whichever thread calls; one client per Redis host.
-    A forked child makes its own (the publisher starts afresh there)."""
+# Sends a batch through a client per Redis host (the function given it, keyed by host); one
+# result per message, or None when the layer cannot be sent to from here.
+Exchange = Callable[[list[Message], Callable[[Any], Any]], "list[Any] | None"]
 
-    def __init__(self, layer: Any) -> None:
+
+class BlockingSender:
+    """Sends batches to one channel-redis layer from whichever thread calls; one client per Redis
+    host. A forked child makes its own (the publisher starts afresh there)."""
+
+    def __init__(self, layer: Any, exchange: Exchange, host_of: Callable[[Any], dict[str, Any]]) -> None:
         self.layer = layer
-        self._clients: dict[int, Any] = {}
+        self._exchange = exchange
+        self._host_of = host_of  # a host's key (its index, or the shard) to its host entry
+        self._clients: dict[Any, Any] = {}
 
     def send(self, messages: list[Message]) -> list[Message] | None:
         """Send ``messages``; return those that did not go out (empty when all did), or None
         when the layer cannot be sent to from here."""
-        results = core_groups.send_blocking(self.layer, messages, self._client)
+        results = self._exchange(messages, self._client)
         if results is None:
             return None
         return [
@@ -57,10 +67,10 @@ class BlockingSender:
             # The pool is the client's own, but a client given a pool does not close it.
             client.connection_pool.disconnect()
 
-    def _client(self, host: int) -> Any:
-        client = self._clients.get(host)
+    def _client(self, key: Any) -> Any:
+        client = self._clients.get(key)
         if client is None:
-            client = self._clients[host] = blocking_client(self.layer.hosts[host])
+            client = self._clients[key] = blocking_client(self._host_of(key))
         return client
 
 
@@ -82,11 +92,26 @@ def blocking_client(host: dict[str, Any]) -> Any:
 
 
 def for_layer(layer: Any) -> BlockingSender | None:
-    """A sender for ``layer``, or None when it is not a core layer this can reach directly (a
-    Sentinel-configured one reaches its hosts through the Sentinels)."""
-    if not core_groups.supports(layer):
-        return None
-    hosts = getattr(layer, "hosts", None)
-    if not hosts or any(not isinstance(host, dict) or "master_name" in host for host in hosts):
-        return None
-    return BlockingSender(layer)
+    """A sender for ``layer``, or None when it is not a channels-redis layer this can reach
+    directly (a Sentinel-configured one reaches its hosts through the Sentinels)."""
+    if core_groups.supports(layer):
+        hosts = getattr(layer, "hosts", None)
+        if not _direct(hosts):
+            return None
+        return BlockingSender(
+            layer, partial(core_groups.send_blocking, layer), lambda index: layer.hosts[index]
+        )
+    if pubsub_batch.supports(layer):
+        naming = pubsub_batch.naming_layer(layer)
+        shards = getattr(naming, "_shards", None)
+        if not shards or not _direct([getattr(shard, "host", None) for shard in shards]):
+            return None
+        return BlockingSender(
+            layer, partial(pubsub_batch.send_blocking, layer, naming), lambda shard: shard.host
+        )
+    return None
+
+
+def _direct(hosts: Any) -> bool:
+    """Whether ``hosts`` are host entries a client connects to directly."""
+    return bool(hosts) and all(isinstance(host, dict) and "master_name" not in host for host in hosts)

@@ -7,9 +7,9 @@ through one long-lived event loop:
 * in an ASGI server process, the server's own loop (code running in a ``sync_to_async`` thread
   knows it; the ASGI application also registers it with :meth:`Publisher.bind_loop`), which an
   in-memory channel layer requires;
-* anywhere else (Celery worker processes, scripts, WSGI views): with channels-redis' core layer,
-  the calling thread itself, with short timeouts (taskstore.blocking_send); with other layers,
-  and for what the calling thread could not send, one background thread per process.
+* anywhere else (Celery worker processes, scripts, WSGI views): with channels-redis' layers, the
+  calling thread itself, with short timeouts (taskstore.blocking_send); with other layers, and
+  for what the calling thread could not send, one background thread per process.
 
 Messages from one process leave in the order they were published. A send that fails (Redis
 restarting) is retried for a while and then dropped: the database holds every transition, and

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Generator
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -42,29 +43,93 @@ async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
     if not supports(layer):
         return None
     try:
-        loop_layer = layer._get_layer()
-        by_shard: dict[Any, list[tuple[int, str, bytes]]] = defaultdict(list)
-        encoded: dict[int, bytes] = {}
-        for index, (group, message) in enumerate(messages):
-            channel = loop_layer._get_group_channel_name(group)
-            data = encoded.get(id(message))
-            if data is None:
-                data = encoded[id(message)] = layer.serialize(message)
-            by_shard[loop_layer._get_shard(channel)].append((index, channel, data))
+        exchange = _exchange(layer._get_layer(), layer, messages)
+        scripts = next(exchange)
     except AttributeError:
-        logger.warning("This channels-redis has no pub/sub internals the batch knows: using group_send")
+        logger.warning(_UNKNOWN_INTERNALS)
         return None
-    results: list[Any] = [None] * len(messages)
-    for shard, items in by_shard.items():
-        arguments = [part for _, channel, data in items for part in (channel, data)]
+    outcomes: list[Any] = []
+    for shard, arguments in scripts:
         try:
             async with shard._lock:
                 shard._ensure_redis()
-                await shard._redis.eval(_PUBLISH_ALL, 0, *arguments)
-        except Exception as error:  # reported per message: the publisher retries those
-            for index, _, _ in items:
-                results[index] = error
+                outcomes.append(await shard._redis.eval(_PUBLISH_ALL, 0, *arguments))
+        except Exception as error:
+            outcomes.append(error)
+    return _results(exchange, outcomes)
+
+
+def send_blocking(
+    layer: Any, naming: Any, messages: list[Message], connection: Callable[[Any], Any]
+) -> list[Any] | None:
+    """:func:`send` from a thread that runs no event loop: ``naming`` is a loop layer of ``layer``
+    made outside any loop (:func:`naming_layer`), used only for its channel names and shards;
+    each shard's script goes through ``connection(shard)``, a synchronous redis-py client."""
+    if not supports(layer):
+        return None
+    try:
+        exchange = _exchange(naming, layer, messages)
+        scripts = next(exchange)
+    except AttributeError:
+        logger.warning(_UNKNOWN_INTERNALS)
+        return None
+    outcomes: list[Any] = []
+    for shard, arguments in scripts:
+        try:
+            outcomes.append(connection(shard).eval(_PUBLISH_ALL, 0, *arguments))
+        except Exception as error:
+            outcomes.append(error)
+    return _results(exchange, outcomes)
+
+
+def naming_layer(layer: Any) -> Any | None:
+    """A loop layer of the pub/sub ``layer`` made outside any event loop, for its channel naming
+    and its shards' hosts (it opens no connection until asked to), or None if this channels-redis
+    makes them otherwise."""
+    try:
+        from channels_redis.pubsub import RedisPubSubLoopLayer
+
+        return RedisPubSubLoopLayer(*layer._args, **layer._kwargs, channel_layer=layer)
+    except (ImportError, AttributeError, TypeError):
+        return None
+
+
+_UNKNOWN_INTERNALS = "This channels-redis has no pub/sub internals the batch knows: using group_send"
+
+
+def _exchange(
+    loop_layer: Any, layer: Any, messages: list[Message]
+) -> Generator[list[tuple[Any, list[Any]]], list[Any], list[Any]]:
+    """A batch's one round trip, without I/O: yields each shard's script arguments (channel,
+    message, channel, message, ...: the layer's own group channel names, each message serialised
+    once), is sent their outcomes (each a reply or the error), and returns one result per message."""
+    by_shard: dict[Any, list[tuple[int, str, bytes]]] = defaultdict(list)
+    encoded: dict[int, bytes] = {}
+    for index, (group, message) in enumerate(messages):
+        channel = loop_layer._get_group_channel_name(group)
+        data = encoded.get(id(message))
+        if data is None:
+            data = encoded[id(message)] = layer.serialize(message)
+        by_shard[loop_layer._get_shard(channel)].append((index, channel, data))
+    shards = list(by_shard)
+    outcomes = yield [
+        (shard, [part for _, channel, data in by_shard[shard] for part in (channel, data)])
+        for shard in shards
+    ]
+    results: list[Any] = [None] * len(messages)
+    for shard, outcome in zip(shards, outcomes, strict=True):
+        if isinstance(outcome, Exception):  # reported per message: the publisher retries those
+            for index, _, _ in by_shard[shard]:
+                results[index] = outcome
     return results
+
+
+def _results(exchange: Generator[Any, list[Any], list[Any]], outcomes: list[Any]) -> list[Any]:
+    try:
+        exchange.send(outcomes)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise RuntimeError("the pub/sub exchange has one round trip")
 
 
 # ARGV holds channel, message, channel, message, ...: channels are not keys (nothing is stored).

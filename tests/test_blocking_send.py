@@ -15,6 +15,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from taskstore import blocking_send, core_groups
 from taskstore import publisher as publishing
@@ -158,3 +159,29 @@ def test_other_layers_and_sentinel_hosts_keep_the_sending_thread() -> None:
     assert blocking_send.for_layer(InMemoryChannelLayer()) is None
     sentinel = RedisChannelLayer(hosts=[{"sentinels": [("127.0.0.1", 26379)], "master_name": "m"}])
     assert blocking_send.for_layer(sentinel) is None
+
+
+def test_the_pubsub_layer_is_sent_to_from_the_calling_thread_through_its_own_naming(redis_url: str) -> None:
+    """The pub/sub layer's subscriber (in its event loop) receives what a thread with no loop
+    sends: the layer's own group channel names and shards, made outside any loop."""
+    layer = RedisPubSubChannelLayer(hosts=[redis_host(redis_url)], prefix=f"t-{uuid4().hex[:8]}")
+    sender = blocking_send.for_layer(layer)
+    assert sender is not None, "this channels-redis has no pub/sub internals the batch knows"
+    batch = [
+        ("watched", {"type": "t", "n": 1}),
+        ("nobody", {"type": "t", "n": 2}),
+        ("watched", {"type": "t", "n": 3}),
+    ]
+
+    async def subscribe_send_receive() -> list[int]:
+        channel = await layer.new_channel()
+        await layer.group_add("watched", channel)
+        try:
+            assert await asyncio.to_thread(sender.send, batch) == []
+            return [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(2)]
+        finally:
+            await layer.group_discard("watched", channel)
+            await layer.flush()
+
+    assert asyncio.run(subscribe_send_receive()) == [1, 3]
+    sender.close()
