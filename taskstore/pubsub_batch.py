@@ -40,14 +40,10 @@ def supports(layer: Any) -> bool:
 async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
     """PUBLISH ``messages`` in one script per Redis host; one result per message (None when
     sent, the error when not), or None when ``layer`` is not the pub/sub layer."""
-    if not supports(layer):
+    started = _started(lambda: layer._get_layer(), layer, messages)
+    if started is None:
         return None
-    try:
-        exchange = _exchange(layer._get_layer(), layer, messages)
-        scripts = next(exchange)
-    except AttributeError:
-        logger.warning(_UNKNOWN_INTERNALS)
-        return None
+    exchange, scripts = started
     outcomes: list[Any] = []
     for shard, arguments in scripts:
         try:
@@ -65,14 +61,10 @@ def send_blocking(
     """:func:`send` from a thread that runs no event loop: ``naming`` is a loop layer of ``layer``
     made outside any loop (:func:`naming_layer`), used only for its channel names and shards;
     each shard's script goes through ``connection(shard)``, a synchronous redis-py client."""
-    if not supports(layer):
+    started = _started(lambda: naming, layer, messages)
+    if started is None:
         return None
-    try:
-        exchange = _exchange(naming, layer, messages)
-        scripts = next(exchange)
-    except AttributeError:
-        logger.warning(_UNKNOWN_INTERNALS)
-        return None
+    exchange, scripts = started
     outcomes: list[Any] = []
     for shard, arguments in scripts:
         try:
@@ -94,12 +86,23 @@ def naming_layer(layer: Any) -> Any | None:
         return None
 
 
-_UNKNOWN_INTERNALS = "This channels-redis has no pub/sub internals the batch knows: using group_send"
+Exchange = Generator[list[tuple[Any, list[Any]]], list[Any], list[Any]]
 
 
-def _exchange(
-    loop_layer: Any, layer: Any, messages: list[Message]
-) -> Generator[list[tuple[Any, list[Any]]], list[Any], list[Any]]:
+def _started(naming: Callable[[], Any], layer: Any, messages: list[Message]) -> tuple[Exchange, Any] | None:
+    """The batch's exchange and its scripts, with the loop layer ``naming()`` gives; None when
+    ``layer`` is not the pub/sub layer or not one whose internals this knows."""
+    if not supports(layer):
+        return None
+    try:
+        exchange = _exchange(naming(), layer, messages)
+        return exchange, next(exchange)
+    except AttributeError:
+        logger.warning("This channels-redis has no pub/sub internals the batch knows: using group_send")
+        return None
+
+
+def _exchange(loop_layer: Any, layer: Any, messages: list[Message]) -> Exchange:
     """A batch's one round trip, without I/O: yields each shard's script arguments (channel,
     message, channel, message, ...: the layer's own group channel names, each message serialised
     once), is sent their outcomes (each a reply or the error), and returns one result per message."""
@@ -124,7 +127,7 @@ def _exchange(
     return results
 
 
-def _results(exchange: Generator[Any, list[Any], list[Any]], outcomes: list[Any]) -> list[Any]:
+def _results(exchange: Exchange, outcomes: list[Any]) -> list[Any]:
     try:
         exchange.send(outcomes)
     except StopIteration as done:
