@@ -26,12 +26,13 @@ the publisher sends each message through ``group_send``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
+
+from taskstore import redis_exchange
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +83,10 @@ async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
     """
     if not usable(layer):
         return None
-    exchange = _exchange(layer, messages)
-    scripts = next(exchange)
-    while True:
-        outcomes = await asyncio.gather(
-            *(layer.connection(host).eval(script, *arguments) for host, script, arguments in scripts),
-            return_exceptions=True,
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome  # a cancellation is not a failed send
-        try:
-            scripts = exchange.send(outcomes)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    return await redis_exchange.run(
+        _exchange(layer, messages),
+        lambda host, script, arguments: layer.connection(host).eval(script, *arguments),
+    )
 
 
 def send_blocking(layer: Any, messages: list[Message], connection: Callable[[int], Any]) -> list[Any] | None:
@@ -103,27 +94,13 @@ def send_blocking(layer: Any, messages: list[Message], connection: Callable[[int
     ``connection(host)``, a synchronous redis-py client of the layer's host ``host``."""
     if not usable(layer):
         return None
-    exchange = _exchange(layer, messages)
-    scripts = next(exchange)
-    while True:
-        outcomes: list[Any] = []
-        for host, script, arguments in scripts:
-            try:
-                outcomes.append(connection(host).eval(script, *arguments))
-            except Exception as error:
-                outcomes.append(error)
-        try:
-            scripts = exchange.send(outcomes)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    return redis_exchange.run_blocking(
+        _exchange(layer, messages),
+        lambda host, script, arguments: connection(host).eval(script, *arguments),
+    )
 
 
-# One Redis script to run: the host's index, the script, and EVAL's arguments after the script
-# (the number of keys, the keys, the other arguments).
-Script = tuple[int, str, list[Any]]
-
-
-def _exchange(layer: Any, messages: list[Message]) -> Generator[list[Script], list[Any], list[Any]]:
+def _exchange(layer: Any, messages: list[Message]) -> redis_exchange.Exchange:
     """The two round trips of a batch, without I/O: yields the scripts of each round (one per
     host), is sent their outcomes (each a reply or the error), and returns one result per message.
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
+
+from taskstore import redis_exchange
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +42,16 @@ def supports(layer: Any) -> bool:
 async def send(layer: Any, messages: list[Message]) -> list[Any] | None:
     """PUBLISH ``messages`` in one script per Redis host; one result per message (None when
     sent, the error when not), or None when ``layer`` is not the pub/sub layer."""
-    started = _started(lambda: layer._get_layer(), layer, messages)
-    if started is None:
+    planned = _planned(lambda: layer._get_layer(), layer, messages)
+    if planned is None:
         return None
-    exchange, scripts = started
-    outcomes: list[Any] = []
-    for shard, arguments in scripts:
-        try:
-            async with shard._lock:
-                shard._ensure_redis()
-                outcomes.append(await shard._redis.eval(_PUBLISH_ALL, 0, *arguments))
-        except Exception as error:
-            outcomes.append(error)
-    return _results(exchange, outcomes)
+
+    async def publish(shard: Any, script: str, arguments: list[Any]) -> Any:
+        async with shard._lock:
+            shard._ensure_redis()
+            return await shard._redis.eval(script, *arguments)
+
+    return await redis_exchange.run(_exchange(planned, len(messages)), publish)
 
 
 def send_blocking(
@@ -61,17 +60,13 @@ def send_blocking(
     """:func:`send` from a thread that runs no event loop: ``naming`` is a loop layer of ``layer``
     made outside any loop (:func:`naming_layer`), used only for its channel names and shards;
     each shard's script goes through ``connection(shard)``, a synchronous redis-py client."""
-    started = _started(lambda: naming, layer, messages)
-    if started is None:
+    planned = _planned(lambda: naming, layer, messages)
+    if planned is None:
         return None
-    exchange, scripts = started
-    outcomes: list[Any] = []
-    for shard, arguments in scripts:
-        try:
-            outcomes.append(connection(shard).eval(_PUBLISH_ALL, 0, *arguments))
-        except Exception as error:
-            outcomes.append(error)
-    return _results(exchange, outcomes)
+    return redis_exchange.run_blocking(
+        _exchange(planned, len(messages)),
+        lambda shard, script, arguments: connection(shard).eval(script, *arguments),
+    )
 
 
 def naming_layer(layer: Any) -> Any | None:
@@ -86,53 +81,45 @@ def naming_layer(layer: Any) -> Any | None:
         return None
 
 
-Exchange = Generator[list[tuple[Any, list[Any]]], list[Any], list[Any]]
+# Per shard, in the batch's order: (message's index, group channel, serialised message).
+Planned = dict[Any, list[tuple[int, str, bytes]]]
 
 
-def _started(naming: Callable[[], Any], layer: Any, messages: list[Message]) -> tuple[Exchange, Any] | None:
-    """The batch's exchange and its scripts, with the loop layer ``naming()`` gives; None when
-    ``layer`` is not the pub/sub layer or not one whose internals this knows."""
+def _planned(naming: Callable[[], Any], layer: Any, messages: list[Message]) -> Planned | None:
+    """The batch per shard, named by the loop layer ``naming()`` gives (each message serialised
+    once); None when ``layer`` is not the pub/sub layer or not one whose internals this knows."""
     if not supports(layer):
         return None
     try:
-        exchange = _exchange(naming(), layer, messages)
-        return exchange, next(exchange)
+        loop_layer = naming()
+        by_shard: Planned = defaultdict(list)
+        encoded: dict[int, bytes] = {}
+        for index, (group, message) in enumerate(messages):
+            channel = loop_layer._get_group_channel_name(group)
+            data = encoded.get(id(message))
+            if data is None:
+                data = encoded[id(message)] = layer.serialize(message)
+            by_shard[loop_layer._get_shard(channel)].append((index, channel, data))
     except AttributeError:
         logger.warning("This channels-redis has no pub/sub internals the batch knows: using group_send")
         return None
+    return by_shard
 
 
-def _exchange(loop_layer: Any, layer: Any, messages: list[Message]) -> Exchange:
-    """A batch's one round trip, without I/O: yields each shard's script arguments (channel,
-    message, channel, message, ...: the layer's own group channel names, each message serialised
-    once), is sent their outcomes (each a reply or the error), and returns one result per message."""
-    by_shard: dict[Any, list[tuple[int, str, bytes]]] = defaultdict(list)
-    encoded: dict[int, bytes] = {}
-    for index, (group, message) in enumerate(messages):
-        channel = loop_layer._get_group_channel_name(group)
-        data = encoded.get(id(message))
-        if data is None:
-            data = encoded[id(message)] = layer.serialize(message)
-        by_shard[loop_layer._get_shard(channel)].append((index, channel, data))
-    shards = list(by_shard)
+def _exchange(planned: Planned, count: int) -> redis_exchange.Exchange:
+    """The batch's one round trip (taskstore.redis_exchange): one script per shard, then one
+    result per message."""
+    shards = list(planned)
     outcomes = yield [
-        (shard, [part for _, channel, data in by_shard[shard] for part in (channel, data)])
+        (shard, _PUBLISH_ALL, [0, *(part for _, channel, data in planned[shard] for part in (channel, data))])
         for shard in shards
     ]
-    results: list[Any] = [None] * len(messages)
+    results: list[Any] = [None] * count
     for shard, outcome in zip(shards, outcomes, strict=True):
         if isinstance(outcome, Exception):  # reported per message: the publisher retries those
-            for index, _, _ in by_shard[shard]:
+            for index, _, _ in planned[shard]:
                 results[index] = outcome
     return results
-
-
-def _results(exchange: Exchange, outcomes: list[Any]) -> list[Any]:
-    try:
-        exchange.send(outcomes)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    raise RuntimeError("the pub/sub exchange has one round trip")
 
 
 # ARGV holds channel, message, channel, message, ...: channels are not keys (nothing is stored).
