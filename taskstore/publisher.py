@@ -145,7 +145,10 @@ class Publisher:
         self._home_loop: asyncio.AbstractEventLoop | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
+        # The calling thread's sender, and the layer it was decided for (None when that layer
+        # is sent to from the sending thread only): decided once per layer, not per publish.
         self._blocking: blocking_send.BlockingSender | None = None
+        self._blocking_for: Any = None
         self._blocking_lock = threading.RLock()
 
     def reset(self, timeout: float = 5.0) -> bool:
@@ -158,7 +161,7 @@ class Publisher:
             senders, self._senders = self._senders, {}
             self._pending = 0
             self._idle.notify_all()
-            blocking, self._blocking = self._blocking, None
+            blocking, self._blocking, self._blocking_for = self._blocking, None, None
         if blocking is not None:
             blocking.close()
         if _usable(own):
@@ -207,9 +210,11 @@ class Publisher:
         or earlier batches still wait on the sending thread (they leave first); whatever fails
         goes to the sending thread, which retries it. Returns whether the batch was dealt with."""
         layer = get_channel_layer()
+        if self._blocking_for is not layer:
+            if self._blocking is not None:  # the layer was replaced (settings changed)
+                self._blocking.close()
+            self._blocking, self._blocking_for = blocking_send.for_layer(layer), layer
         sender = self._blocking
-        if sender is None or sender.layer is not layer:
-            sender = self._blocking = blocking_send.for_layer(layer)
         if sender is None:
             return False
         # One batch at a time, so the process's messages leave in order. Reentrant: queueing what
@@ -285,7 +290,7 @@ class Publisher:
             self._senders = {}
             self._thread_loop = None
             self._home_loop = None
-            self._blocking = None  # its clients' sockets are the parent's
+            self._blocking = self._blocking_for = None  # its clients' sockets are the parent's
             self._blocking_lock = threading.RLock()
             # The parent's channel layer may come along: channels-redis keeps a connection pool
             # per event loop, and this process sends from loops of its own, so it makes its own.
