@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -185,3 +186,43 @@ def test_the_pubsub_layer_is_sent_to_from_the_calling_thread_through_its_own_nam
 
     assert asyncio.run(subscribe_send_receive()) == [1, 3]
     sender.close()
+
+
+def test_the_layer_is_looked_at_once_not_at_every_publish(
+    publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layer = InMemoryChannelLayer()  # sent to from the sending thread only
+    monkeypatch.setattr(publishing, "get_channel_layer", lambda: layer)
+    asked: list[Any] = []
+    for_layer = blocking_send.for_layer
+    monkeypatch.setattr(blocking_send, "for_layer", lambda seen: asked.append(seen) or for_layer(seen))
+    for n in range(3):
+        publisher.publish([("g", {"type": "t", "n": n})])
+    assert asked == [layer]
+    assert publisher.flush(timeout=5)
+
+
+def test_a_redis_that_does_not_answer_holds_the_caller_for_its_timeout_then_the_sending_thread_has_it(
+    publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    layer = RedisChannelLayer(
+        hosts=[redis_host(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")], prefix=f"t-{uuid4().hex[:8]}"
+    )
+    monkeypatch.setattr(publishing, "get_channel_layer", lambda: layer)
+    queued: list[list[Any]] = []
+
+    async def keep(self: Any, batch: list[Any]) -> None:  # the sending thread's own retries
+        queued.append(batch)
+
+    monkeypatch.setattr(publishing._Sender, "_send", keep)
+    batch = [("g", {"type": "t", "n": 1})]
+    returned = threading.Event()
+    caller = threading.Thread(target=lambda: (publisher.publish(batch), returned.set()), daemon=True)
+    caller.start()
+    try:
+        assert returned.wait(blocking_send.TIMEOUT_SECONDS + 4), "publish waited on a silent Redis"
+        assert publisher.flush(timeout=5)
+        assert queued == [batch]
+    finally:
+        silent.close()
