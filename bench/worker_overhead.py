@@ -11,7 +11,9 @@ Compares, in one run, with the configurations interleaved over several rounds:
 
 and on request (``--configs``):
 
-  (c0)      as (c), with a channel layer that discards every message (bench/settings_discard.py)
+  (c0)      as (c), with a channel layer that discards every message (bench/settings_discard.py);
+            not a channels-redis layer, so every batch goes to the publisher's sending thread
+            (what another layer costs), where (c) sends from the calling thread
   (c-nopush) as (c), with nothing handed to the publisher at all (bench/settings_nopush.py): what
             recording costs without the push
   (b-reuse) (b) and (c-reuse) (c), with ``CELERY_DB_REUSE_MAX`` so Celery's Django fixup keeps
@@ -525,12 +527,6 @@ def render(
         lines.append(
             f"With connections reused: c/b = {worker['c-reuse'] / worker['b-reuse']:.2f}"
             + (f", c/a = {worker['c-reuse'] / worker['a']:.2f}." if "a" in worker else ".")
-        )
-    if {"c", "c0"} <= worker.keys():
-        per_task = 1 / worker["c"] - 1 / worker["c0"]
-        lines.append(
-            f"Publishing, worker throughput (c against c0): {per_task * 1e6:,.0f} µs of worker time per "
-            f"task, {per_task / 3 * 1e6:,.0f} µs per pushed transition (the worker pushes 3 per task)."
         )
     if {"c", "c-nopush"} <= worker.keys():
         per_task = 1 / worker["c"] - 1 / worker["c-nopush"]
